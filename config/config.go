@@ -1,0 +1,263 @@
+// Package config owns config.yaml: its schema (every knob of the pipeline),
+// strict decoding, ${VAR} expansion and validation. It decides nothing about
+// how the knobs are used; cmd/ maps them onto the packages that do.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Default is the shipped config.yaml, embedded so the binary runs with no
+// file at all.
+//
+//go:embed default.yaml
+var Default []byte
+
+// Config is the whole of config.yaml.
+type Config struct {
+	Input    Input    `yaml:"input"`
+	Parse    Parse    `yaml:"parse"`
+	Filter   Filter   `yaml:"filter"`
+	Pipeline Pipeline `yaml:"pipeline"`
+	Sinks    []Sink   `yaml:"sinks"`
+	DLQ      DLQ      `yaml:"dlq"`
+	Log      Log      `yaml:"log"`
+}
+
+// Input configures reading files.
+type Input struct {
+	Format           string   `yaml:"format"`             // auto | jsonl | otlp | zipkin
+	MaxLineBytes     ByteSize `yaml:"max_line_bytes"`     // a longer line is too_large
+	MaxDocumentBytes ByteSize `yaml:"max_document_bytes"` // a longer whole-file JSON document is too_large
+	Concurrency      int      `yaml:"concurrency"`        // files read at once
+}
+
+// Parse configures the parsers.
+type Parse struct {
+	InvalidUTF8    string     `yaml:"invalid_utf8"`     // reject | replace
+	MissingTraceID string     `yaml:"missing_trace_id"` // invalid | filter | keep
+	TimeUnit       string     `yaml:"time_unit"`        // auto | s | ms | us | ns
+	JSONL          JSONLPaths `yaml:"jsonl"`
+}
+
+// JSONLPaths lists, per record field, the candidate paths looked up in a
+// JSON-lines record; the first present wins. Empty keeps the defaults.
+type JSONLPaths struct {
+	TraceID  []string        `yaml:"trace_id"`
+	SpanID   []string        `yaml:"span_id"`
+	ParentID []string        `yaml:"parent_id"`
+	Service  []string        `yaml:"service"`
+	Name     []string        `yaml:"name"`
+	Message  []string        `yaml:"message"`
+	Kind     []string        `yaml:"kind"`
+	Status   []string        `yaml:"status"`
+	Severity []string        `yaml:"severity"`
+	Time     []string        `yaml:"time"`
+	Duration []DurationField `yaml:"duration"`
+}
+
+// DurationField is a path holding a duration number in the given unit.
+type DurationField struct {
+	Path string `yaml:"path"`
+	Unit string `yaml:"unit"` // ns | us | ms | s
+}
+
+// Filter drops records by configuration. Filtered records are counted, not
+// written.
+type Filter struct {
+	IncludeServices []string `yaml:"include_services"` // when set, only these pass
+	ExcludeServices []string `yaml:"exclude_services"`
+}
+
+// Pipeline sizes the workers and batches.
+type Pipeline struct {
+	Workers    int      `yaml:"workers"`     // 0 = one per CPU
+	Queue      int      `yaml:"queue"`       // batches waiting for a worker
+	BatchUnits int      `yaml:"batch_units"` // lines or documents per batch
+	BatchBytes ByteSize `yaml:"batch_bytes"`
+}
+
+// Sink is one output. Exactly the block named by Type is set.
+type Sink struct {
+	Name string    `yaml:"name"`
+	Type string    `yaml:"type"` // file | discard
+	File *FileSink `yaml:"file"`
+}
+
+// FileSink writes normalized records as JSON lines into a folder.
+type FileSink struct {
+	Dir         string   `yaml:"dir"`
+	RotateBytes ByteSize `yaml:"rotate_bytes"` // start a new file past this size
+}
+
+// DLQ configures the dead-letter queue.
+type DLQ struct {
+	Type string `yaml:"type"` // file
+	// KeepBytes bounds the payload kept per entry; the size and sha256 of
+	// the whole payload are always recorded.
+	KeepBytes ByteSize `yaml:"keep_bytes"`
+	File      *FileDLQ `yaml:"file"`
+}
+
+// FileDLQ is the embedded default DLQ backend.
+type FileDLQ struct {
+	Dir          string        `yaml:"dir"`
+	SegmentBytes ByteSize      `yaml:"segment_bytes"`
+	MaxBytes     ByteSize      `yaml:"max_bytes"`
+	Overflow     string        `yaml:"overflow"` // fail | drop_oldest
+	Queue        int           `yaml:"queue"`
+	SyncEvery    time.Duration `yaml:"sync_every"`
+}
+
+// Log configures the process's own structured logs (stderr).
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// applyDefaults fills every knob the file left out.
+func (c *Config) applyDefaults() {
+	setStr(&c.Input.Format, "auto")
+	setSize(&c.Input.MaxLineBytes, 1<<20)
+	setSize(&c.Input.MaxDocumentBytes, 16<<20)
+	setInt(&c.Input.Concurrency, 4)
+	setStr(&c.Parse.InvalidUTF8, "reject")
+	setStr(&c.Parse.MissingTraceID, "invalid")
+	setStr(&c.Parse.TimeUnit, "auto")
+	setInt(&c.Pipeline.Workers, runtime.GOMAXPROCS(0))
+	setInt(&c.Pipeline.Queue, 2*c.Pipeline.Workers)
+	setInt(&c.Pipeline.BatchUnits, 1024)
+	setSize(&c.Pipeline.BatchBytes, 1<<20)
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		setStr(&s.Name, s.Type)
+		if s.Type == "file" && s.File != nil {
+			setSize(&s.File.RotateBytes, 256<<20)
+		}
+	}
+	setStr(&c.DLQ.Type, "file")
+	setSize(&c.DLQ.KeepBytes, 64<<10)
+	if c.DLQ.Type == "file" && c.DLQ.File == nil {
+		c.DLQ.File = &FileDLQ{}
+	}
+	if f := c.DLQ.File; f != nil {
+		setStr(&f.Dir, "out/dlq")
+		setSize(&f.SegmentBytes, 64<<20)
+		setSize(&f.MaxBytes, 1<<30)
+		setStr(&f.Overflow, "fail")
+		setInt(&f.Queue, 1024)
+		if f.SyncEvery == 0 {
+			f.SyncEvery = time.Second
+		}
+	}
+	setStr(&c.Log.Level, "info")
+	setStr(&c.Log.Format, "text")
+}
+
+// Validate checks every value and returns all problems at once, each naming
+// its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	oneOf := func(key, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		bad("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+	}
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			bad("%s: must be positive, got %d", key, v)
+		}
+	}
+
+	oneOf("input.format", c.Input.Format, "auto", "jsonl", "otlp", "zipkin")
+	positive("input.max_line_bytes", int64(c.Input.MaxLineBytes))
+	positive("input.max_document_bytes", int64(c.Input.MaxDocumentBytes))
+	positive("input.concurrency", int64(c.Input.Concurrency))
+	oneOf("parse.invalid_utf8", c.Parse.InvalidUTF8, "reject", "replace")
+	oneOf("parse.missing_trace_id", c.Parse.MissingTraceID, "invalid", "filter", "keep")
+	oneOf("parse.time_unit", c.Parse.TimeUnit, "auto", "s", "ms", "us", "ns")
+	for i, d := range c.Parse.JSONL.Duration {
+		if d.Path == "" {
+			bad("parse.jsonl.duration[%d].path: must be set", i)
+		}
+		oneOf(fmt.Sprintf("parse.jsonl.duration[%d].unit", i), d.Unit, "ns", "us", "ms", "s")
+	}
+	positive("pipeline.workers", int64(c.Pipeline.Workers))
+	positive("pipeline.queue", int64(c.Pipeline.Queue))
+	positive("pipeline.batch_units", int64(c.Pipeline.BatchUnits))
+	positive("pipeline.batch_bytes", int64(c.Pipeline.BatchBytes))
+
+	if len(c.Sinks) == 0 {
+		bad("sinks: at least one sink is needed (use type: discard to throw records away)")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Sinks {
+		key := fmt.Sprintf("sinks[%d]", i)
+		if names[s.Name] {
+			bad("%s.name: %q is used twice", key, s.Name)
+		}
+		names[s.Name] = true
+		switch s.Type {
+		case "file":
+			if s.File == nil || s.File.Dir == "" {
+				bad("%s.file.dir: must be set for a file sink", key)
+			} else {
+				positive(key+".file.rotate_bytes", int64(s.File.RotateBytes))
+			}
+		case "discard":
+			if s.File != nil {
+				bad("%s.file: only for type file", key)
+			}
+		default:
+			bad("%s.type: %q is not one of file, discard", key, s.Type)
+		}
+	}
+
+	oneOf("dlq.type", c.DLQ.Type, "file")
+	if c.DLQ.KeepBytes < 0 {
+		bad("dlq.keep_bytes: must not be negative")
+	}
+	if f := c.DLQ.File; f != nil {
+		if f.Dir == "" {
+			bad("dlq.file.dir: must be set")
+		}
+		positive("dlq.file.segment_bytes", int64(f.SegmentBytes))
+		positive("dlq.file.max_bytes", int64(f.MaxBytes))
+		if f.MaxBytes < f.SegmentBytes {
+			bad("dlq.file.max_bytes: %s is below segment_bytes %s", f.MaxBytes, f.SegmentBytes)
+		}
+		oneOf("dlq.file.overflow", f.Overflow, "fail", "drop_oldest")
+		positive("dlq.file.queue", int64(f.Queue))
+		positive("dlq.file.sync_every", int64(f.SyncEvery))
+	}
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+	return errors.Join(errs...)
+}
+
+func setStr(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setSize(p *ByteSize, v ByteSize) {
+	if *p == 0 {
+		*p = v
+	}
+}

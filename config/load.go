@@ -1,0 +1,228 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, expands, strictly decodes, defaults and validates a config
+// file. An empty path loads the embedded default.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Decode(Default, "config.yaml (embedded)", os.LookupEnv)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Decode(data, path, os.LookupEnv)
+}
+
+// Decode is Load on bytes; name prefixes every error, lookup resolves
+// ${VAR}. Errors never quote a value that came from the environment.
+func Decode(data []byte, name string, lookup func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cfg := &Config{}
+	if len(root.Content) == 0 { // empty file: all defaults
+		cfg.applyDefaults()
+		return cfg, wrap(name, cfg.Validate())
+	}
+	doc := root.Content[0]
+
+	var errs []error
+	expanded := map[int]bool{} // lines holding an expanded value
+	expandNode(doc, lookup, expanded, &errs)
+	checkKeys(doc, reflect.TypeFor[Config](), "", &errs)
+	if len(errs) > 0 {
+		return nil, wrap(name, errors.Join(errs...))
+	}
+	if err := doc.Decode(cfg); err != nil {
+		return nil, wrap(name, redactTypeError(err, expanded))
+	}
+	cfg.applyDefaults()
+	return cfg, wrap(name, cfg.Validate())
+}
+
+func wrap(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// varRef matches $${...} (an escaped literal), ${NAME} and ${NAME:-default}.
+var varRef = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandNode replaces ${VAR} and ${VAR:-default} in every scalar value (never
+// in keys), recording the lines it touched so errors there can be redacted.
+func expandNode(n *yaml.Node, lookup func(string) (string, bool), lines map[int]bool, errs *[]error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "${") {
+			return
+		}
+		n.Value = varRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			if ref == "$${" {
+				return "${"
+			}
+			m := varRef.FindStringSubmatch(ref)
+			lines[n.Line] = true
+			if v, ok := lookup(m[1]); ok && v != "" {
+				return v
+			}
+			if m[2] != "" {
+				return m[3]
+			}
+			*errs = append(*errs, fmt.Errorf("line %d: environment variable %s is not set (write ${%s:-default} for a default)", n.Line, m[1], m[1]))
+			return ""
+		})
+		if n.Tag == "!!str" && lines[n.Line] {
+			n.Tag = "" // let the expanded text resolve to its own type (a port number, say)
+			n.Style = 0
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			expandNode(n.Content[i], lookup, lines, errs)
+		}
+	default:
+		for _, c := range n.Content {
+			expandNode(c, lookup, lines, errs)
+		}
+	}
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// checkKeys reports every mapping key that has no field in t, with its line,
+// and a suggestion when a known key is close.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return // a type error; Decode reports it with its line
+		}
+		fields := map[string]reflect.Type{}
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name != "" && name != "-" {
+				fields[name] = f.Type
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			ft, ok := fields[k.Value]
+			if !ok {
+				*errs = append(*errs, fmt.Errorf("line %d: unknown key %q in %s%s", k.Line, k.Value, orTop(path), suggest(k.Value, fields)))
+				continue
+			}
+			checkKeys(n.Content[i+1], ft, join(path, k.Value), errs)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, c := range n.Content {
+			checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 1; i < len(n.Content); i += 2 {
+			checkKeys(n.Content[i], t.Elem(), join(path, n.Content[i-1].Value), errs)
+		}
+	}
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "the top level"
+	}
+	return path
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// suggest names the known key closest to k, if it is close.
+func suggest(k string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if d := editDistance(k, name); d < bestD {
+			best, bestD = name, d
+		}
+	}
+	if best == "" {
+		return " (known: " + strings.Join(names, ", ") + ")"
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var typeErrLine = regexp.MustCompile(`^line (\d+): `)
+
+// redactTypeError rewrites decoding errors on lines that hold an expanded
+// value so that the value (possibly a secret) is not quoted.
+func redactTypeError(err error, expanded map[int]bool) error {
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]error, 0, len(msgs))
+	for _, msg := range msgs {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		if m := typeErrLine.FindStringSubmatch(msg); m != nil {
+			if line, _ := strconv.Atoi(m[1]); expanded[line] {
+				msg = fmt.Sprintf("line %d: the value expanded from the environment has the wrong type (value not shown)", line)
+			}
+		}
+		out = append(out, errors.New(msg))
+	}
+	return errors.Join(out...)
+}

@@ -1,0 +1,197 @@
+package pipeline
+
+import "sync"
+
+// Format names an input format. FormatAuto is resolved per file by content.
+type Format uint8
+
+// Input formats.
+const (
+	FormatAuto Format = iota
+	FormatJSONL
+	FormatOTLP
+	FormatZipkin
+)
+
+// String returns the config spelling of the format.
+func (f Format) String() string {
+	switch f {
+	case FormatJSONL:
+		return "jsonl"
+	case FormatOTLP:
+		return "otlp"
+	case FormatZipkin:
+		return "zipkin"
+	}
+	return "auto"
+}
+
+// ParseFormat reads a config spelling; ok is false for an unknown name.
+func ParseFormat(s string) (Format, bool) {
+	switch s {
+	case "", "auto":
+		return FormatAuto, true
+	case "jsonl":
+		return FormatJSONL, true
+	case "otlp":
+		return FormatOTLP, true
+	case "zipkin":
+		return FormatZipkin, true
+	}
+	return FormatAuto, false
+}
+
+// Source says where a batch's units came from. One batch holds units of one
+// source only. A Source is shared by every batch of that file and must not be
+// changed once batches refer to it.
+type Source struct {
+	Kind string // "file"
+	Path string
+	// Format is the resolved format of the file (never FormatAuto once the
+	// reader has looked at the content).
+	Format Format
+}
+
+// Unit flags.
+const (
+	// UnitTooLarge marks a unit cut to its first bytes because the line or
+	// document was over the configured maximum. Size holds the full length.
+	UnitTooLarge uint8 = 1 << iota
+	// UnitTruncated marks a unit the input ended inside of (a document with
+	// no closing bracket at EOF).
+	UnitTruncated
+)
+
+// Unit is one line or one whole JSON document as read from a source, the
+// thing a parser is handed. Its bytes are Batch.Buf[Start:End].
+type Unit struct {
+	Start, End int
+	// Offset is the byte offset of the unit in the (decompressed) input.
+	Offset int64
+	// Line is the 1-based line number where the unit starts.
+	Line int64
+	// Size is the unit's full length in the input; larger than End-Start
+	// only when UnitTooLarge is set.
+	Size  int64
+	Flags uint8
+}
+
+// Batch is the unit of work and of pooling. A reader fills Buf and Units; the
+// parse stage appends Records, with their strings copied into Arena; later
+// stages mark records failed or filtered; sinks may use Out as scratch.
+//
+// Every []byte view a batch hands out is valid until Reset. Get a batch with
+// GetBatch and return it with PutBatch; it must not be used after PutBatch.
+type Batch struct {
+	Source *Source
+	Buf    []byte
+	Units  []Unit
+
+	Records []Record
+	// Arena holds decoded strings and re-encoded payloads the records point
+	// into. Appending may move it; views taken earlier stay valid (they keep
+	// the old array) until Reset.
+	Arena []byte
+	// Attrs is the backing store of every record's Attrs.
+	Attrs []Attr
+	// Out is scratch space for sinks (encoded output), reset with the batch.
+	Out []byte
+
+	// Done, when set, is called by the runner once the batch is fully
+	// handled (delivered or in the DLQ), before it is reset. Sources use it
+	// to acknowledge in order.
+	Done func(*Batch)
+}
+
+// UnitBytes returns the bytes of unit i, valid until Reset.
+func (b *Batch) UnitBytes(i int) []byte {
+	u := &b.Units[i]
+	return b.Buf[u.Start:u.End]
+}
+
+// AddUnit appends data as a new unit and returns its index.
+func (b *Batch) AddUnit(data []byte, offset, line, size int64, flags uint8) int {
+	start := len(b.Buf)
+	b.Buf = append(b.Buf, data...)
+	b.Units = append(b.Units, Unit{Start: start, End: len(b.Buf), Offset: offset, Line: line, Size: size, Flags: flags})
+	return len(b.Units) - 1
+}
+
+// NewRecord appends a zeroed record for unit and returns it. The pointer is
+// valid until the next NewRecord (which may grow the slice).
+func (b *Batch) NewRecord(unit int) *Record {
+	if len(b.Records) < cap(b.Records) {
+		b.Records = b.Records[:len(b.Records)+1]
+	} else {
+		b.Records = append(b.Records, Record{})
+	}
+	r := &b.Records[len(b.Records)-1]
+	r.reset()
+	r.Unit = int32(unit)
+	return r
+}
+
+// DropLastRecord removes the record NewRecord returned last, for a parser
+// that found the record's unit empty after all.
+func (b *Batch) DropLastRecord() { b.Records = b.Records[:len(b.Records)-1] }
+
+// Payload returns the raw bytes that stand for record i in the DLQ: its own
+// payload when it has one, else its unit's bytes.
+func (b *Batch) Payload(i int) []byte {
+	r := &b.Records[i]
+	if r.Payload != nil {
+		return r.Payload
+	}
+	return b.UnitBytes(int(r.Unit))
+}
+
+// Copy appends p to the arena and returns the view of it there.
+func (b *Batch) Copy(p []byte) []byte {
+	start := len(b.Arena)
+	b.Arena = append(b.Arena, p...)
+	return b.Arena[start:len(b.Arena):len(b.Arena)]
+}
+
+// CopyString is Copy for a string.
+func (b *Batch) CopyString(s string) []byte {
+	start := len(b.Arena)
+	b.Arena = append(b.Arena, s...)
+	return b.Arena[start:len(b.Arena):len(b.Arena)]
+}
+
+// Reset empties the batch for reuse, keeping its capacity.
+func (b *Batch) Reset() {
+	b.Source = nil
+	b.Buf = b.Buf[:0]
+	b.Units = b.Units[:0]
+	b.Records = b.Records[:0]
+	b.Arena = b.Arena[:0]
+	clear(b.Attrs) // drop views into old arenas so they can be collected
+	b.Attrs = b.Attrs[:0]
+	b.Out = b.Out[:0]
+	b.Done = nil
+}
+
+// maxPooledBytes caps what a pooled batch keeps: a batch that held one huge
+// document gives its buffers back to the GC instead of pinning them.
+const maxPooledBytes = 8 << 20
+
+var batchPool = sync.Pool{New: func() any { return new(Batch) }}
+
+// GetBatch returns an empty batch from the pool.
+func GetBatch() *Batch { return batchPool.Get().(*Batch) }
+
+// PutBatch resets b and returns it to the pool. b must not be used after.
+func PutBatch(b *Batch) {
+	b.Reset()
+	if cap(b.Buf) > maxPooledBytes {
+		b.Buf = nil
+	}
+	if cap(b.Arena) > maxPooledBytes {
+		b.Arena = nil
+	}
+	if cap(b.Out) > maxPooledBytes {
+		b.Out = nil
+	}
+	batchPool.Put(b)
+}
