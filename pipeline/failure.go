@@ -26,8 +26,11 @@ const (
 	ClassSinkPermanent Class = "sink_permanent"
 )
 
+// NumClasses is len(Classes), as a constant for arrays of counters.
+const NumClasses = 8
+
 // Classes lists every failure class, in report order.
-var Classes = []Class{
+var Classes = [NumClasses]Class{
 	ClassMalformed, ClassInvalid, ClassTooLarge, ClassFile, ClassPanic,
 	ClassLate, ClassSinkExhausted, ClassSinkPermanent,
 }
@@ -45,15 +48,20 @@ func ClassIndex(c Class) int {
 // Failure says why a record was not delivered: the stage that gave up, the
 // class, a short machine-readable code and a human message.
 type Failure struct {
-	Stage   string
-	Class   Class
-	Code    string
-	Message string
+	Stage string
+	// Component names the parser or sink within the stage, when known.
+	Component string
+	Class     Class
+	Code      string
+	Message   string
 }
 
 // MaxErrorMessage bounds any error text that leaves the process (DLQ entries,
 // logs): some parser errors repeat a prefix per nesting level.
 const MaxErrorMessage = 512
+
+// MaxPanicMessage bounds a panic's message, which carries its stack.
+const MaxPanicMessage = 8 << 10
 
 // CutMessage bounds msg to MaxErrorMessage bytes without splitting a UTF-8
 // sequence.

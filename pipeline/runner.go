@@ -1,0 +1,265 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
+)
+
+// Stage processes a batch in place: it appends records, or marks them
+// failed or filtered. A stage recovers panics per record itself (see
+// RecoverRecord) so that one bad record fails alone; a panic that escapes a
+// stage fails the whole batch, which the runner still routes to the DLQ.
+type Stage interface {
+	Name() string
+	Process(ctx context.Context, b *Batch)
+}
+
+// DLQ takes entries; dlq.Backend satisfies it.
+type DLQ interface {
+	Put(ctx context.Context, e *dlq.Entry) error
+}
+
+// RunnerOptions wire a Runner.
+type RunnerOptions struct {
+	Workers int
+	Stages  []Stage
+	Sinks   []Sink
+	DLQ     DLQ
+	// KeepBytes bounds the payload copied into a DLQ entry (0 keeps all).
+	KeepBytes  int
+	Host       string
+	Version    string
+	Accounting *Accounting
+	Logger     *slog.Logger
+}
+
+// Runner drives batches through the stages, the sinks and the DLQ with N
+// workers reading one channel: no goroutine or channel hop per record.
+type Runner struct {
+	o RunnerOptions
+}
+
+// NewRunner returns a runner; Accounting and Logger get defaults.
+func NewRunner(o RunnerOptions) *Runner {
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	if o.Accounting == nil {
+		o.Accounting = &Accounting{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Runner{o: o}
+}
+
+// Accounting returns the run's counters.
+func (r *Runner) Accounting() *Accounting { return r.o.Accounting }
+
+// Run handles batches from in until in is closed and every batch taken is
+// fully handled (delivered or in the DLQ). Cancelling ctx does not drop
+// batches already read: the source stops and closes in, and Run drains it.
+func (r *Runner) Run(ctx context.Context, in <-chan *Batch) {
+	ctx = context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for range r.o.Workers {
+		wg.Go(func() {
+			for b := range in {
+				r.Handle(ctx, b)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Handle runs one batch through stages, sinks and DLQ, accounts for it,
+// calls its Done and puts it back in the pool. b must not be used after.
+func (r *Runner) Handle(ctx context.Context, b *Batch) {
+	r.runStages(ctx, b)
+	var c batchCount
+	c.in = int64(len(b.Records))
+	r.deliver(ctx, b)
+	for i := range b.Records {
+		rec := &b.Records[i]
+		switch {
+		case rec.Failed():
+			if err := r.deadLetter(ctx, b, i); err != nil {
+				c.lost++
+				r.o.Logger.Error("DLQ refused an entry: record lost", "source", sourcePath(b), "class", rec.Failure.Class, "err", err)
+			} else if k := ClassIndex(rec.Failure.Class); k >= 0 {
+				c.dlq[k]++
+			}
+		case rec.Filtered:
+			c.filtered++
+		default:
+			c.out++
+		}
+	}
+	r.o.Accounting.Units.Add(int64(len(b.Units)))
+	r.o.Accounting.add(sourcePath(b), &c, false)
+	if b.Done != nil {
+		b.Done(b)
+	}
+	PutBatch(b)
+}
+
+// runStages calls each stage; a panic that escapes one fails every unit of
+// the batch as class panic (the stages' own per-record recovery is the
+// normal path, this is the last line of defence).
+func (r *Runner) runStages(ctx context.Context, b *Batch) {
+	defer func() {
+		if p := recover(); p != nil {
+			msg := fmt.Sprintf("panic in a stage: %v\n%s", p, debug.Stack())
+			r.o.Logger.Error("stage panicked outside its per-record guard; failing the whole batch", "source", sourcePath(b), "panic", fmt.Sprint(p))
+			b.Records = b.Records[:0]
+			for u := range b.Units {
+				b.NewRecord(u).Fail("stage", ClassPanic, "panic", msg)
+			}
+		}
+	}()
+	for _, st := range r.o.Stages {
+		st.Process(ctx, b)
+	}
+}
+
+// deliver writes the batch to every sink. Records a sink could not take
+// are failed after all sinks have been offered the batch, so one failing
+// sink does not keep records from the others.
+func (r *Runner) deliver(ctx context.Context, b *Batch) {
+	var errsArr [4]error
+	errs := errsArr[:0]
+	for _, s := range r.o.Sinks {
+		errs = append(errs, r.write(ctx, s, b))
+	}
+	for k, err := range errs {
+		if err == nil {
+			continue
+		}
+		name := r.o.Sinks[k].Name()
+		for i := range b.Records {
+			rec := &b.Records[i]
+			if !rec.Failed() && !rec.Filtered {
+				rec.Failure = Failure{Stage: "sink", Component: name, Class: ClassSinkExhausted, Code: "write", Message: err.Error()}
+			}
+		}
+	}
+}
+
+// write calls one sink, turning a panic into an error for the batch.
+func (r *Runner) write(ctx context.Context, s Sink, b *Batch) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sink %s panicked: %v\n%s", s.Name(), p, debug.Stack())
+		}
+	}()
+	return s.Write(ctx, b)
+}
+
+// deadLetter builds the DLQ entry for record i and hands it over.
+func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
+	rec := &b.Records[i]
+	u := &b.Units[rec.Unit]
+	now := time.Now().UTC()
+	f := rec.Failure
+	e := &dlq.Entry{
+		Version:         dlq.SchemaVersion,
+		ID:              dlq.NewID(now),
+		Time:            now,
+		Stage:           f.Stage,
+		Component:       f.Component,
+		Host:            r.o.Host,
+		PipelineVersion: r.o.Version,
+		Error:           dlq.Error{Class: string(f.Class), Code: f.Code, Message: cutFailure(f)},
+		Attempts:        1,
+		FirstFailure:    now,
+		LastFailure:     now,
+		Source:          dlq.Source{Kind: "file", Offset: u.Offset, Line: u.Line},
+		TraceID:         string(rec.TraceID),
+		SpanID:          string(rec.SpanID),
+	}
+	if src := b.Source; src != nil {
+		e.Source.Kind, e.Source.Path, e.Source.Format = src.Kind, src.Path, src.Format.String()
+		if e.Component == "" && f.Stage == "parse" {
+			e.Component = src.Format.String()
+		}
+	}
+	if rec.Time != 0 {
+		t := time.Unix(0, rec.Time).UTC()
+		e.EventTime = &t
+	}
+	payload := b.Payload(i)
+	size := int64(len(payload))
+	if rec.Payload == nil && u.Size > size {
+		size = u.Size
+	}
+	e.SetPayload(payload, size, r.o.KeepBytes)
+	return r.o.DLQ.Put(ctx, e)
+}
+
+// FileFailed records a file that failed as a whole (could not be opened, a
+// corrupt stream): one DLQ entry of class file, which counts as one record
+// in. offset is how far reading got, in decompressed bytes.
+func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line int64, err error) {
+	now := time.Now().UTC()
+	e := &dlq.Entry{
+		Version:         dlq.SchemaVersion,
+		ID:              dlq.NewID(now),
+		Time:            now,
+		Stage:           "read",
+		Component:       "file",
+		Host:            r.o.Host,
+		PipelineVersion: r.o.Version,
+		Error:           dlq.Error{Class: string(ClassFile), Code: code, Message: CutMessage(err.Error())},
+		Attempts:        1,
+		FirstFailure:    now,
+		LastFailure:     now,
+		Source:          dlq.Source{Kind: "file", Path: path, Offset: offset, Line: line},
+	}
+	e.SetPayload(nil, 0, 0)
+	r.o.Logger.Warn("file failed; the rest go on", "path", path, "code", code, "offset", offset, "err", CutMessage(err.Error()))
+	c := batchCount{in: 1}
+	if perr := r.o.DLQ.Put(context.WithoutCancel(ctx), e); perr != nil {
+		c.lost = 1
+		r.o.Logger.Error("DLQ refused a file entry", "path", path, "err", perr)
+	} else {
+		c.dlq[ClassIndex(ClassFile)] = 1
+	}
+	r.o.Accounting.add(path, &c, true)
+}
+
+func cutFailure(f Failure) string {
+	if f.Class == ClassPanic && len(f.Message) > MaxPanicMessage {
+		return f.Message[:MaxPanicMessage] + "…"
+	}
+	if f.Class == ClassPanic {
+		return f.Message
+	}
+	return CutMessage(f.Message)
+}
+
+func sourcePath(b *Batch) string {
+	if b.Source == nil {
+		return ""
+	}
+	return b.Source.Path
+}
+
+// RecoverRecord is deferred by stages around the handling of one record or
+// unit: a panic becomes a panic failure on rec, with the stack, and the
+// stage goes on with the next.
+//
+//	func (s *X) one(b *Batch, i int) {
+//		defer pipeline.RecoverRecord(s.Name(), &b.Records[i])
+//		...
+//	}
+func RecoverRecord(stage string, rec *Record) {
+	if p := recover(); p != nil {
+		rec.Fail(stage, ClassPanic, "panic", fmt.Sprintf("panic: %v\n%s", p, debug.Stack()))
+	}
+}

@@ -1,0 +1,151 @@
+package sinks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tracepipe/tracepipe/pipeline"
+)
+
+func sampleRecord(b *pipeline.Batch) *pipeline.Record {
+	b.AddUnit([]byte(`{}`), 0, 1, 2, 0)
+	r := b.NewRecord(0)
+	r.Signal = pipeline.SignalSpan
+	r.Time = 1767225600123456789
+	r.Duration = 1500
+	r.TraceID = b.CopyString("5b8efff798038103d269b633813fc60c")
+	r.SpanID = b.CopyString("eee19b7ec3c1b174")
+	r.Service = b.CopyString("check\"out")
+	r.Name = b.CopyString("GET /cart\n\x01")
+	r.Kind = b.CopyString("server")
+	start := len(b.Attrs)
+	b.Attrs = append(b.Attrs,
+		pipeline.Attr{Key: b.CopyString("http.status_code"), Value: b.CopyString("200"), Type: pipeline.AttrNumber},
+		pipeline.Attr{Key: b.CopyString("big"), Value: b.CopyString("12345678901234567890123"), Type: pipeline.AttrNumber},
+		pipeline.Attr{Key: b.CopyString("ok"), Value: b.CopyString("true"), Type: pipeline.AttrBool},
+		pipeline.Attr{Key: b.CopyString("tags"), Value: b.CopyString(`["a",1]`), Type: pipeline.AttrJSON},
+		pipeline.Attr{Key: b.CopyString("nil"), Type: pipeline.AttrNull},
+		pipeline.Attr{Key: b.CopyString("emoji"), Value: b.CopyString("héllo ✓"), Type: pipeline.AttrString},
+	)
+	r.Attrs = b.Attrs[start:]
+	return r
+}
+
+func TestAppendRecord(t *testing.T) {
+	b := pipeline.GetBatch()
+	defer pipeline.PutBatch(b)
+	r := sampleRecord(b)
+	got := string(AppendRecord(nil, r))
+	want := `{"time":"2026-01-01T00:00:00.123456789Z","time_unix_nano":1767225600123456789,"signal":"span",` +
+		`"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174","service":"check\"out",` +
+		`"name":"GET /cart\n\u0001","kind":"server","duration_ns":1500,"attributes":{"http.status_code":200,` +
+		`"big":12345678901234567890123,"ok":true,"tags":["a",1],"nil":null,"emoji":"héllo ✓"}}` + "\n"
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if !json.Valid([]byte(got)) {
+		t.Fatal("not valid JSON")
+	}
+}
+
+func TestAppendStringKeepsOutputValid(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		got := string(AppendString(nil, []byte(in)))
+		if got != want {
+			t.Fatalf("AppendString(%q) = %s, want %s", in, got, want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Fatalf("%s is not valid JSON", got)
+		}
+	}
+	f("", `""`)
+	f("plain", `"plain"`)
+	f("a\"b\\c", `"a\"b\\c"`)
+	f("\t\r\n\x00\x1f", `"\t\r\n\u0000\u001f"`)
+	f("bad \xff byte", "\"bad \ufffd byte\"")
+	f("cut \xe2\x9c", "\"cut \ufffd\ufffd\"")
+	f("✓ ok", `"✓ ok"`)
+}
+
+func TestAppendRecordAllocatesNothing(t *testing.T) {
+	b := pipeline.GetBatch()
+	defer pipeline.PutBatch(b)
+	r := sampleRecord(b)
+	dst := make([]byte, 0, 4096)
+	if n := testing.AllocsPerRun(1000, func() { dst = AppendRecord(dst[:0], r) }); n != 0 {
+		t.Fatalf("AppendRecord allocates %v times per record", n)
+	}
+}
+
+func TestFileSinkRotatesAndCompletes(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewFile(FileOptions{Dir: dir, RotateBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batches, perBatch = 5, 4
+	for range batches {
+		b := pipeline.GetBatch()
+		for range perBatch {
+			sampleRecord(b)
+		}
+		// A failed and a filtered record are never written.
+		b.NewRecord(0).Fail("parse", pipeline.ClassMalformed, "x", "y")
+		b.NewRecord(0).Filtered = true
+		if err := s.Write(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		pipeline.PutBatch(b)
+	}
+	parts, _ := filepath.Glob(filepath.Join(dir, "*.part"))
+	if len(parts) != 1 {
+		t.Fatalf("want one file in progress, got %v", parts)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	parts, _ = filepath.Glob(filepath.Join(dir, "*.part"))
+	if len(parts) != 0 {
+		t.Fatalf(".part files left after Close: %v", parts)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "records-*.jsonl"))
+	if len(files) < 2 {
+		t.Fatalf("want rotation into several files, got %v", files)
+	}
+	lines := 0
+	for _, f := range files {
+		st, _ := os.Stat(f)
+		if st.Mode().Perm() != 0o640 {
+			t.Fatalf("%s has mode %v", f, st.Mode().Perm())
+		}
+		data, _ := os.ReadFile(f)
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			if !json.Valid(sc.Bytes()) || !strings.Contains(sc.Text(), `"trace_id"`) {
+				t.Fatalf("bad line %q", sc.Text())
+			}
+			lines++
+		}
+	}
+	if lines != batches*perBatch {
+		t.Fatalf("wrote %d lines, want %d", lines, batches*perBatch)
+	}
+}
+
+func BenchmarkAppendRecord(b *testing.B) {
+	batch := pipeline.GetBatch()
+	r := sampleRecord(batch)
+	dst := AppendRecord(nil, r)
+	b.SetBytes(int64(len(dst)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = AppendRecord(dst[:0], r)
+	}
+}
