@@ -1,0 +1,55 @@
+# tracepipe: `make test` is what CI runs; `make replay` runs the main job on
+# the shipped config and sample logs.
+
+GO        ?= go
+BIN       := bin/pipeline
+PKGS      := ./...
+BENCHTIME ?= 1s
+# The benchmark corpus (generated, not committed).
+CORPUS    ?= bench/corpus/jsonl-1GiB.jsonl
+CORPUS_SIZE ?= 1GiB
+
+.PHONY: all build test test-short vet fuzz bench bench-e2e corpus replay clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pipeline
+
+vet:
+	$(GO) vet $(PKGS)
+
+# go vet, then the whole suite under the race detector.
+test: vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-short:
+	$(GO) test -count=1 $(PKGS)
+
+# A short run of every fuzz target (FUZZTIME each).
+FUZZTIME ?= 30s
+fuzz:
+	@for t in FuzzStrict FuzzJSONL FuzzOTLP FuzzZipkin; do \
+		$(GO) test -run XXX -fuzz=$$t -fuzztime=$(FUZZTIME) ./parsers/ || exit 1; done
+	$(GO) test -run XXX -fuzz=FuzzSplit -fuzztime=$(FUZZTIME) ./sources/file/
+
+# Micro-benchmarks beside the code (parsers with their encoding/json
+# baseline, the reader, the encoder, the DLQ).
+bench:
+	$(GO) test -run XXX -bench . -benchmem -benchtime $(BENCHTIME) ./parsers/ ./sources/... ./sinks/ ./pipeline/... ./gen/
+
+corpus: $(CORPUS)
+$(CORPUS):
+	@mkdir -p $(dir $(CORPUS))
+	$(GO) run ./cmd/pipeline gen --format jsonl --size $(CORPUS_SIZE) --seed 1 -o $(CORPUS)
+
+# End-to-end replay throughput and peak memory on the generated corpus.
+bench-e2e: build corpus
+	./bench/e2e.sh $(BIN) $(CORPUS)
+
+# The main job on the embedded default config: testdata/logs in, out/ out.
+replay:
+	$(GO) run ./cmd/pipeline replay testdata/logs
+
+clean:
+	rm -rf bin out bench/corpus
