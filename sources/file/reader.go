@@ -1,0 +1,368 @@
+// Package file is the file source: it resolves PATH arguments (files,
+// folders, globs) to a list of files, and reads them, plain, gzip or zstd,
+// concurrently into pipeline batches, cutting each file into units (lines of
+// NDJSON, or whole JSON documents) with the framing detected from its
+// content.
+//
+// Every unit is copied into its batch's buffer, so its bytes live as long as
+// the batch does (until the batch is Reset or Put back in the pool). Memory
+// per open file is bounded by the read buffer plus the largest allowed unit,
+// whatever the input: an over-long line or document is kept only by its first
+// bytes and flagged pipeline.UnitTooLarge.
+package file
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tracepipe/tracepipe/pipeline"
+)
+
+// Options configures a Reader. Zero numeric fields take their defaults (see
+// DefaultOptions); negative ones are an error.
+type Options struct {
+	// MaxLineBytes: an NDJSON line (or a line of junk between documents)
+	// longer than this is too large. Default 1 MiB.
+	MaxLineBytes int
+	// MaxDocumentBytes: a JSON document (document framing) longer than this
+	// is too large. Default 16 MiB.
+	MaxDocumentBytes int
+	// KeepBytes is how many first bytes of a too-large unit are kept, for
+	// the DLQ. Default 4096; capped at MaxLineBytes.
+	KeepBytes int
+	// BatchUnits is the most units a batch holds. Default 1024.
+	BatchUnits int
+	// BatchBytes is the most unit bytes a batch holds; a batch always holds
+	// at least one unit, however large. Default 1 MiB.
+	BatchBytes int
+	// Concurrency is how many files are read at once. Default 4.
+	Concurrency int
+	// ReadBufferBytes is the size of each open file's read buffer. Default
+	// 1 MiB. The buffer grows past it only to hold one unit up to the
+	// limits above.
+	ReadBufferBytes int
+	// Format is the input format. With FormatAuto, Detect is called on each
+	// file's first batch to resolve it.
+	Format pipeline.Format
+	// Detect resolves the format of a file from its first batch; required
+	// when Format is FormatAuto. A FormatAuto answer is taken as JSONL. It
+	// is called from reader goroutines, concurrently.
+	Detect func(*pipeline.Batch) pipeline.Format
+}
+
+// Default limits.
+const (
+	DefaultMaxLineBytes     = 1 << 20
+	DefaultMaxDocumentBytes = 16 << 20
+	DefaultKeepBytes        = 4096
+	DefaultBatchUnits       = 1024
+	DefaultBatchBytes       = 1 << 20
+	DefaultConcurrency      = 4
+	DefaultReadBufferBytes  = 1 << 20
+)
+
+// zstdMaxWindow bounds the memory a zstd stream may ask for. Streams made
+// with the zstd tool's default and ultra levels up to 19 stay well below it.
+const zstdMaxWindow = 64 << 20
+
+// DefaultOptions returns the default options, with FormatAuto and no Detect.
+func DefaultOptions() Options {
+	return Options{
+		MaxLineBytes:     DefaultMaxLineBytes,
+		MaxDocumentBytes: DefaultMaxDocumentBytes,
+		KeepBytes:        DefaultKeepBytes,
+		BatchUnits:       DefaultBatchUnits,
+		BatchBytes:       DefaultBatchBytes,
+		Concurrency:      DefaultConcurrency,
+		ReadBufferBytes:  DefaultReadBufferBytes,
+	}
+}
+
+// withDefaults fills zero fields and checks the rest.
+func (o Options) withDefaults() (Options, error) {
+	d := DefaultOptions()
+	fields := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxLineBytes", &o.MaxLineBytes, d.MaxLineBytes},
+		{"MaxDocumentBytes", &o.MaxDocumentBytes, d.MaxDocumentBytes},
+		{"KeepBytes", &o.KeepBytes, d.KeepBytes},
+		{"BatchUnits", &o.BatchUnits, d.BatchUnits},
+		{"BatchBytes", &o.BatchBytes, d.BatchBytes},
+		{"Concurrency", &o.Concurrency, d.Concurrency},
+		{"ReadBufferBytes", &o.ReadBufferBytes, d.ReadBufferBytes},
+	}
+	for _, f := range fields {
+		if *f.v < 0 {
+			return o, fmt.Errorf("file source: %s is %d, must not be negative", f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	o.KeepBytes = min(o.KeepBytes, o.MaxLineBytes, o.MaxDocumentBytes)
+	if o.Format > pipeline.FormatZipkin {
+		return o, fmt.Errorf("file source: unknown format %d", o.Format)
+	}
+	if o.Format == pipeline.FormatAuto && o.Detect == nil {
+		return o, errors.New("file source: format auto needs a Detect function")
+	}
+	return o, nil
+}
+
+// Reader reads files into batches. Its progress counters may be read while
+// Run is going; they add up over every Run of the same Reader.
+type Reader struct {
+	opts Options
+
+	bytesRead    atomic.Int64
+	bytesDecoded atomic.Int64
+	filesDone    atomic.Int64
+}
+
+// NewReader checks opts and returns a Reader.
+func NewReader(opts Options) (*Reader, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{opts: o}, nil
+}
+
+// BytesRead returns the on-disk (compressed) bytes consumed so far.
+func (r *Reader) BytesRead() int64 { return r.bytesRead.Load() }
+
+// BytesDecoded returns the decompressed bytes read so far.
+func (r *Reader) BytesDecoded() int64 { return r.bytesDecoded.Load() }
+
+// FilesDone returns how many files have been read to their end or to their
+// error.
+func (r *Reader) FilesDone() int64 { return r.filesDone.Load() }
+
+// Run reads files, Options.Concurrency at a time, and sends their batches on
+// out: each batch holds units of one file only, and the batches of one file
+// are sent in order, all sharing one *pipeline.Source. onErr is called once
+// per file that could not be opened or read to its end, from reader
+// goroutines, possibly concurrently (nil ignores errors); the units read
+// from that file before the error have been sent by then. An incomplete
+// unit the error cut short is not sent: the error's Offset covers it. Run
+// returns when every file is done or ctx is cancelled, and never closes out.
+// The receiver owns each batch it gets and must PutBatch it when done.
+func (r *Reader) Run(ctx context.Context, files []File, out chan<- *pipeline.Batch, onErr func(FileError)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(r.opts.Concurrency, len(files)) {
+		wg.Go(func() {
+			w := newWorker(r)
+			defer w.close()
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(len(files)) {
+					return
+				}
+				if ferr, failed := w.readFile(ctx, files[i], out); failed && ctx.Err() == nil && onErr != nil {
+					onErr(ferr)
+				}
+				if ctx.Err() == nil {
+					r.filesDone.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// worker holds what one reader goroutine reuses from file to file.
+type worker struct {
+	r    *Reader
+	br   *bufio.Reader
+	gz   *gzip.Reader
+	zd   *zstd.Decoder
+	sp   splitter
+	disk countingReader
+	dec  countingReader
+}
+
+func newWorker(r *Reader) *worker {
+	w := &worker{r: r}
+	w.disk.n = &r.bytesRead
+	w.dec.n = &r.bytesDecoded
+	w.br = bufio.NewReaderSize(&w.disk, 256<<10)
+	return w
+}
+
+func (w *worker) close() {
+	if w.zd != nil {
+		w.zd.Close()
+	}
+}
+
+// countingReader counts the bytes read through it into n and remembers the
+// last error its source returned, so that an error coming out of a
+// decompressor can be told apart from a disk read error.
+type countingReader struct {
+	src io.Reader
+	n   *atomic.Int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.src.Read(p)
+	if n > 0 {
+		c.n.Add(int64(n))
+	}
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
+
+// Magic numbers of the compressed formats.
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// readFile reads one file and sends its batches. It returns the file's error,
+// if it failed.
+func (w *worker) readFile(ctx context.Context, f File, out chan<- *pipeline.Batch) (FileError, bool) {
+	opts := &w.r.opts
+	fail := func(code string, err error) (FileError, bool) {
+		fe := FileError{Path: f.Path, Offset: w.sp.offset(), Code: code, Err: err}
+		if fe.Offset > 0 {
+			fe.Line = w.sp.lineReached()
+		}
+		return fe, true
+	}
+	w.sp.reset(nil, w.limits())
+
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return fail(openCode(err), err)
+	}
+	defer fh.Close()
+	if fi, err := fh.Stat(); err == nil && fi.IsDir() {
+		return fail(CodeIsDir, errors.New("is a directory"))
+	}
+
+	w.disk.src, w.disk.err = fh, nil
+	w.br.Reset(&w.disk)
+	var src io.Reader = w.br
+	code := CodeRead
+	magic, _ := w.br.Peek(4)
+	switch {
+	case hasPrefix(magic, gzipMagic):
+		code = CodeGzip
+		if w.gz == nil {
+			w.gz = new(gzip.Reader)
+		}
+		if err := w.gz.Reset(w.br); err != nil {
+			return fail(w.codeOf(code, err), err)
+		}
+		src = w.gz
+	case hasPrefix(magic, zstdMagic):
+		code = CodeZstd
+		if w.zd == nil {
+			zd, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
+			if err != nil {
+				return fail(code, err)
+			}
+			w.zd = zd
+		}
+		if err := w.zd.Reset(w.br); err != nil {
+			return fail(w.codeOf(code, err), err)
+		}
+		src = w.zd
+	}
+	w.dec.src = src
+	w.sp.reset(&w.dec, w.limits())
+
+	source := &pipeline.Source{Kind: "file", Path: f.Path, Format: opts.Format}
+	var b *pipeline.Batch
+	for {
+		u, ok := w.sp.next()
+		if !ok {
+			break
+		}
+		if b != nil && len(b.Buf)+len(u.Data) > opts.BatchBytes {
+			if !w.send(ctx, b, out) {
+				return FileError{}, false
+			}
+			b = nil
+		}
+		if b == nil {
+			b = pipeline.GetBatch()
+			b.Source = source
+			if cap(b.Buf) < opts.BatchBytes && f.Size > int64(opts.BatchBytes) {
+				b.Buf = make([]byte, 0, opts.BatchBytes)
+			}
+		}
+		b.AddUnit(u.Data, u.Offset, u.Line, u.Size, u.Flags)
+		if len(b.Units) >= opts.BatchUnits || len(b.Buf) >= opts.BatchBytes {
+			if !w.send(ctx, b, out) {
+				return FileError{}, false
+			}
+			b = nil
+		}
+	}
+	if b != nil && !w.send(ctx, b, out) {
+		return FileError{}, false
+	}
+	if err := w.sp.err; err != nil {
+		return fail(w.codeOf(code, err), err)
+	}
+	return FileError{}, false
+}
+
+// limits returns the splitter limits from the options.
+func (w *worker) limits() splitterLimits {
+	o := &w.r.opts
+	return splitterLimits{maxLine: o.MaxLineBytes, maxDoc: o.MaxDocumentBytes, keep: o.KeepBytes, readSize: o.ReadBufferBytes}
+}
+
+// codeOf returns CodeRead when err came from the disk, else the code of the
+// decompressor in use.
+func (w *worker) codeOf(code string, err error) string {
+	if w.disk.err != nil && errors.Is(err, w.disk.err) {
+		return CodeRead
+	}
+	return code
+}
+
+// send resolves the file's format on its first batch, then sends b, or puts
+// it back in the pool and returns false when ctx is cancelled first.
+func (w *worker) send(ctx context.Context, b *pipeline.Batch, out chan<- *pipeline.Batch) bool {
+	if b.Source.Format == pipeline.FormatAuto {
+		f := w.r.opts.Detect(b)
+		if f == pipeline.FormatAuto {
+			f = pipeline.FormatJSONL
+		}
+		b.Source.Format = f
+	}
+	if ctx.Err() != nil {
+		pipeline.PutBatch(b)
+		return false
+	}
+	select {
+	case out <- b:
+		return true
+	case <-ctx.Done():
+		pipeline.PutBatch(b)
+		return false
+	}
+}
+
+func hasPrefix(p, prefix []byte) bool {
+	return len(p) >= len(prefix) && string(p[:len(prefix)]) == string(prefix)
+}
