@@ -31,6 +31,9 @@ type Entry struct {
 	Payload       string `json:"payload,omitempty"`
 	PayloadBase64 []byte `json:"payload_base64,omitempty"`
 	PayloadSize   int64  `json:"payload_size"` // size of the original, before any cut
+	// PayloadSHA256 is the hex SHA-256 of the bytes given to SetPayload,
+	// before SetPayload's own cut: of the whole original only when the
+	// caller passed all of it.
 	PayloadSHA256 string `json:"payload_sha256"`
 	Truncated     bool   `json:"truncated"` // payload holds only the first bytes
 
@@ -83,6 +86,11 @@ type Error struct {
 
 // SetPayload copies p into the entry, keeping at most keep bytes (0 keeps
 // all); size is the full size of the original, which may be larger than p.
+// The SHA-256 is of p as given, before the cut to keep bytes: if the caller
+// already cut p, it is the hash of that cut, not of the original. A cut that
+// would split a UTF-8 sequence of an otherwise valid text payload backs off
+// to the sequence's start (at most 3 bytes), so the kept part stays text.
+// SetPayload does not retain p.
 func (e *Entry) SetPayload(p []byte, size int64, keep int) {
 	e.PayloadSize = size
 	if size < int64(len(p)) {
@@ -91,7 +99,7 @@ func (e *Entry) SetPayload(p []byte, size int64, keep int) {
 	sum := sha256.Sum256(p)
 	e.PayloadSHA256 = hex.EncodeToString(sum[:])
 	if keep > 0 && len(p) > keep {
-		p = p[:keep]
+		p = p[:cutUTF8(p, keep)]
 	}
 	e.Truncated = e.PayloadSize > int64(len(p))
 	if utf8.Valid(p) {
@@ -103,7 +111,23 @@ func (e *Entry) SetPayload(p []byte, size int64, keep int) {
 	}
 }
 
-// PayloadBytes returns the stored payload bytes.
+// cutUTF8 returns where to cut p to keep at most keep bytes (0 < keep <
+// len(p)): keep itself, or up to 3 bytes less when that lands inside a UTF-8
+// sequence and the shorter prefix is valid UTF-8.
+func cutUTF8(p []byte, keep int) int {
+	cut := keep
+	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(p[cut]); i++ {
+		cut--
+	}
+	if cut == keep || cut == 0 || !utf8.Valid(p[:cut]) {
+		return keep
+	}
+	return cut
+}
+
+// PayloadBytes returns the stored payload bytes: for a base64 payload the
+// entry's own slice (valid while the entry is, not to be modified), for a
+// text payload a fresh copy.
 func (e *Entry) PayloadBytes() []byte {
 	if e.PayloadBase64 != nil {
 		return e.PayloadBase64
@@ -114,23 +138,44 @@ func (e *Entry) PayloadBytes() []byte {
 // idState makes NewID monotonic within a process even when the clock stalls.
 var idState struct {
 	sync.Mutex
-	lastMS uint64
-	seq    uint64
-	rnd    [6]byte
+	started bool
+	lastMS  uint64
+	seq     uint64 // low 40 bits of the id's random part, counted up
+	rnd     [6]byte
 }
 
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
+// maxIDMillis is the largest time an id can carry (48 bits of milliseconds).
+const maxIDMillis = 1<<48 - 1
+
 // NewID returns a 26-character, time-sortable id (ULID layout: 48 bits of
 // milliseconds, then 80 bits that are random per millisecond and counted up
 // within it, so ids made by one process sort in the order they were made).
+// A t that is not after the last one seen reuses the last millisecond (the
+// clock stalled or stepped back), so pass the current time, never an event
+// time from the input; a t before 1970 counts as 1970.
 func NewID(t time.Time) string {
-	ms := uint64(t.UnixMilli())
+	var ms uint64
+	if m := t.UnixMilli(); m > 0 {
+		ms = min(uint64(m), maxIDMillis)
+	}
 	idState.Lock()
-	if ms <= idState.lastMS {
+	if idState.started && ms <= idState.lastMS {
 		ms = idState.lastMS
 		idState.seq++
+		if idState.seq == 1<<40 {
+			// Carry into the upper 40 bits: the 80 bits count as one.
+			idState.seq = 0
+			for i := 4; i >= 0; i-- {
+				idState.rnd[i]++
+				if idState.rnd[i] != 0 {
+					break
+				}
+			}
+		}
 	} else {
+		idState.started = true
 		idState.lastMS = ms
 		var r [8]byte
 		_, _ = rand.Read(r[:])

@@ -1,0 +1,60 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"maps"
+)
+
+// Backend stores DLQ entries. The runner talks only to this interface; the
+// file backend (OpenFile) is the default, Redis and Kafka backends implement
+// the same contract.
+type Backend interface {
+	// Put hands over one entry. It does not wait for disk I/O: entries go
+	// through a bounded queue to one writer. When the queue is full Put
+	// blocks (backpressure) until there is room or ctx is done, and then
+	// returns ctx.Err(). The caller must not modify e after Put. Put after
+	// Close returns an error wrapping ErrClosed.
+	Put(ctx context.Context, e *Entry) error
+	// Close drains the queue, writes and syncs everything Put accepted,
+	// closes files and returns the first error. After Close, Stats is final.
+	Close(ctx context.Context) error
+	// Stats counts entries durably written (after fsync) by class, failed
+	// writes and evictions. Safe to call concurrently with everything.
+	Stats() Stats
+	// Full is closed when the backend reached its size cap under
+	// OverflowFail: the runner stops reading input then. It stays closed.
+	Full() <-chan struct{}
+}
+
+// ErrClosed is wrapped by Put (and File.Sync) after Close.
+var ErrClosed = errors.New("dlq: backend closed")
+
+// Stats counts what a backend did since it was opened. Every entry Put
+// accepted ends in Total or in Failed once Close has returned; before that,
+// some may still be queued or awaiting sync.
+type Stats struct {
+	// Written counts entries durably written (synced), by error class.
+	Written map[string]int64 `json:"written"`
+	// Total is the sum of Written.
+	Total int64 `json:"total"`
+	// Failed counts entries Put accepted that could not be written or whose
+	// sync failed: they may be missing or torn in the segments.
+	Failed int64 `json:"failed"`
+	// Evicted counts entries removed by OverflowDropOldest, including
+	// entries of segments written by earlier runs.
+	Evicted int64 `json:"evicted"`
+	// EvictedSegments counts segments removed by OverflowDropOldest.
+	EvictedSegments int64 `json:"evicted_segments"`
+	// Bytes counts the bytes of the entries in Total, as stored (with
+	// checksum and newline).
+	Bytes int64 `json:"bytes"`
+}
+
+// clone returns s with its own Written map (never nil).
+func (s Stats) clone() Stats {
+	c := s
+	c.Written = make(map[string]int64, len(s.Written))
+	maps.Copy(c.Written, s.Written)
+	return c
+}

@@ -1,0 +1,129 @@
+package dlq
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Position says where an entry is stored: the segment's path (the directory
+// given to Scan joined with the file name) and the byte offset of its line.
+type Position struct {
+	Segment string
+	Offset  int64
+}
+
+// Corruption is a line Scan skipped: torn (the last line has no newline,
+// as after a crash mid-write), a checksum mismatch, a line not in the
+// segment format, JSON that does not decode, or a schema version newer than
+// this reader. Offset is where the line starts.
+type Corruption struct {
+	Segment string
+	Offset  int64
+	Reason  string
+}
+
+// Error makes a Corruption usable as an error; it names the file.
+func (c Corruption) Error() string {
+	return fmt.Sprintf("dlq: %s at offset %d: %s", c.Segment, c.Offset, c.Reason)
+}
+
+// Scan reads every segment in dir, oldest first, and calls fn for each good
+// entry with its position; fn may keep e (each call gets a new Entry).
+// Corruptions are reported to onCorrupt (nil ignores them) and reading goes
+// on at the next line: they are never fatal. Scan returns the first I/O
+// error, naming the file, or fn's error unchanged, which stops the scan.
+// A segment removed while Scan runs (evicted by a live writer) is skipped;
+// the open segment of a live writer may show its last line as torn.
+func Scan(dir string, fn func(e *Entry, pos Position) error, onCorrupt func(Corruption)) error {
+	names, err := segmentNames(dir)
+	if err != nil {
+		return err
+	}
+	if onCorrupt == nil {
+		onCorrupt = func(Corruption) {}
+	}
+	r := bufio.NewReaderSize(nil, 64<<10)
+	var line []byte
+	for _, name := range names {
+		if err := scanSegment(filepath.Join(dir, name), r, &line, fn, onCorrupt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanSegment reads one segment with r, reusing *line as the line buffer.
+func scanSegment(path string, r *bufio.Reader, line *[]byte, fn func(*Entry, Position) error, onCorrupt func(Corruption)) error {
+	fh, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dlq: open %s: %w", path, err)
+	}
+	defer fh.Close()
+	r.Reset(fh)
+	var off int64
+	for {
+		// Read one line; past MaxLineBytes keep only its length.
+		buf := (*line)[:0]
+		var n int64
+		tooLong := false
+		var rerr error
+		for {
+			chunk, err := r.ReadSlice('\n')
+			n += int64(len(chunk))
+			if !tooLong {
+				if n > maxLine {
+					tooLong, buf = true, buf[:0]
+				} else {
+					buf = append(buf, chunk...)
+				}
+			}
+			if err != bufio.ErrBufferFull {
+				rerr = err
+				break
+			}
+		}
+		*line = buf
+		start := off
+		off += n
+		if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("dlq: read %s at offset %d: %w", path, start, rerr)
+		}
+		if n == 0 { // clean end
+			return nil
+		}
+		corrupt := func(reason string) { onCorrupt(Corruption{Segment: path, Offset: start, Reason: reason}) }
+		switch {
+		case rerr == io.EOF:
+			corrupt(fmt.Sprintf("torn write: last line (%d bytes) has no newline", n))
+			return nil
+		case tooLong:
+			corrupt(fmt.Sprintf("line of %d bytes is longer than MaxLineBytes %d", n, maxLine))
+			continue
+		}
+		js, reason := parseLine(buf[:len(buf)-1])
+		if reason != "" {
+			corrupt(reason)
+			continue
+		}
+		e := new(Entry)
+		if err := json.Unmarshal(js, e); err != nil {
+			corrupt("checksum matches but the JSON does not decode: " + err.Error())
+			continue
+		}
+		if e.Version > SchemaVersion {
+			corrupt(fmt.Sprintf("schema version %d is newer than this reader's %d", e.Version, SchemaVersion))
+			continue
+		}
+		if err := fn(e, Position{Segment: path, Offset: start}); err != nil {
+			return err
+		}
+	}
+}
