@@ -1,0 +1,58 @@
+package parsers
+
+import "math/bits"
+
+// keyTable maps the top-level keys that start a candidate path to their
+// entries: open addressing on a cheap hash, for a lookup per key of every
+// jsonl line (a Go map's string hashing cost several times more here).
+type keyTable struct {
+	slots []keySlot
+	shift uint8
+}
+
+type keySlot struct {
+	key     string
+	entries []fieldEntry
+}
+
+// keyHash mixes the length and three bytes of k.
+func keyHash(k string) uint32 {
+	n := len(k)
+	h := uint32(n) << 24
+	if n > 0 {
+		h ^= uint32(k[0])<<16 ^ uint32(k[n-1])<<8 ^ uint32(k[n/2])
+	}
+	return h * 0x9E3779B1
+}
+
+// newKeyTable builds the table with a load factor of at most 1/4.
+func newKeyTable(m map[string][]fieldEntry) keyTable {
+	size := 16
+	for size < 4*len(m) {
+		size <<= 1
+	}
+	t := keyTable{slots: make([]keySlot, size), shift: uint8(32 - bits.TrailingZeros(uint(size)))}
+	mask := uint32(size - 1)
+	for k, es := range m {
+		i := keyHash(k) >> t.shift
+		for t.slots[i].entries != nil {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = keySlot{key: k, entries: es}
+	}
+	return t
+}
+
+// lookup returns the entries of key k, or nil.
+func (t *keyTable) lookup(k string) []fieldEntry {
+	mask := uint32(len(t.slots) - 1)
+	for i := keyHash(k) >> t.shift; ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.entries == nil {
+			return nil
+		}
+		if s.key == k {
+			return s.entries
+		}
+	}
+}
