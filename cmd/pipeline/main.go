@@ -1,0 +1,150 @@
+// Command pipeline is tracepipe's command line: it wires the packages, it
+// does not decide. See `pipeline help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// Exit codes. Documented in the README; scripts rely on them.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // the run could not complete its outputs or did not reconcile
+	exitUsage       = 2 // bad flags, bad config, nothing to read
+	exitDLQEntries  = 3 // --fail-on-dlq and the DLQ got entries
+	exitDLQFull     = 4 // the DLQ reached its cap under overflow: fail
+	exitInterrupted = 130
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; else
+// the module's VCS revision is used.
+var version = ""
+
+const usage = `pipeline: trace-log pipeline (tracepipe)
+
+Usage:
+  pipeline replay [-c config.yaml] [--report FILE] [--fail-on-dlq] PATH...
+      Read files, folders (recursively) and globs once, plain, .gz or .zst,
+      through parse and sinks; every failure goes to the DLQ. Prints a
+      summary that reconciles records in = out + dlq + filtered.
+  pipeline gen --format jsonl|otlp|zipkin (--size 1GiB | --records N) [-o FILE] [--seed N]
+               [--malformed 0.01] [--services N] [--users N] [--traces N]
+      Write deterministic, realistic sample logs (gzip if FILE ends in .gz).
+  pipeline validate [-c config.yaml]
+      Check a config file strictly and print the effective values.
+  pipeline version
+
+Without -c the embedded default config (the shipped config.yaml) is used.
+
+Exit codes: 0 done (DLQ entries or not), 1 outputs failed or run did not
+reconcile, 2 usage or config error, 3 DLQ entries with --fail-on-dlq,
+4 DLQ full (overflow: fail), 130 interrupted.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "replay":
+		return cmdReplay(ctx, args[1:], stdout, stderr)
+	case "gen":
+		return cmdGen(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, buildVersion())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "pipeline: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// positional arguments (`replay dir --report r.json`), and returns the
+// positionals. "--" ends flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			if dirty {
+				rev += "-dirty"
+			}
+			return rev
+		}
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+	}
+	return "dev"
+}
+
+// usageError reports a usage problem and returns exitUsage.
+func usageError(stderr io.Writer, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "pipeline: %v\n", err)
+	return exitUsage
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/pipeline/replay"
+)
+
+func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file (default: the embedded config.yaml)")
+	report := fs.String("report", "", "write the run report as JSON to this file")
+	failOnDLQ := fs.Bool("fail-on-dlq", false, "exit 3 when any record went to the DLQ")
+	noProgress := fs.Bool("no-progress", false, "never draw the progress bar")
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageError(stderr, err)
+	}
+	if len(paths) == 0 {
+		return usageError(stderr, errors.New("replay: no PATH given (files, folders or globs)"))
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+
+	opts := replay.Options{Paths: paths, Logger: log, Version: buildVersion()}
+	if f, ok := stderr.(*os.File); ok && !*noProgress && term.IsTerminal(int(f.Fd())) {
+		opts.Progress = stderr
+	}
+	rep, runErr := replay.Run(ctx, cfg, opts)
+	if rep == nil {
+		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
+		if errors.Is(runErr, replay.ErrNoInput) {
+			return exitUsage
+		}
+		return exitFailed
+	}
+	rep.WriteSummary(stdout)
+	if *report != "" {
+		if err := writeReport(*report, rep); err != nil {
+			fmt.Fprintf(stderr, "pipeline: %v\n", err)
+			return exitFailed
+		}
+	}
+	switch {
+	case runErr != nil:
+		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
+		return exitFailed
+	case rep.DLQFull:
+		return exitDLQFull
+	case rep.Interrupted:
+		return exitInterrupted
+	case *failOnDLQ && rep.DLQ["total"] > 0:
+		return exitDLQEntries
+	}
+	return exitOK
+}
+
+func writeReport(path string, rep *replay.Report) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/pipeline/replay"
+)
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file (default: the embedded config.yaml)")
+	quiet := fs.Bool("q", false, "print nothing when the config is valid")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return usageError(stderr, err)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err == nil {
+		_, err = replay.ParserOptions(cfg) // parser paths and units are checked there
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: invalid config: %v\n", err)
+		return exitUsage
+	}
+	if *quiet {
+		return exitOK
+	}
+	name := *cfgPath
+	if name == "" {
+		name = "embedded config.yaml"
+	}
+	fmt.Fprintf(stdout, "# %s is valid; effective values (defaults filled in):\n", name)
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: %v\n", err)
+		return exitFailed
+	}
+	_, _ = stdout.Write(out)
+	return exitOK
+}

@@ -1,0 +1,232 @@
+// Package replay runs a batch replay over files: it builds the parsers,
+// stages, sinks and DLQ a config names, reads every file once, and returns
+// a report that reconciles in = out + dlq + filtered.
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/parsers"
+	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/pipeline/stages"
+	"github.com/tracepipe/tracepipe/sinks"
+	"github.com/tracepipe/tracepipe/sources/file"
+)
+
+// Options are what the command line adds to the config.
+type Options struct {
+	Paths []string
+	// Progress, when set, gets a progress bar redrawn in place (a terminal).
+	Progress io.Writer
+	Logger   *slog.Logger
+	Version  string
+}
+
+// ErrNoInput is returned when the paths resolve to no file at all.
+var ErrNoInput = errors.New("no input: the paths match no file")
+
+// Run replays the files. The returned error is for a run that could not be
+// set up or whose outputs could not be completed; bad input never makes an
+// error, it makes DLQ entries. The report is returned whenever the run
+// started, with or without an error.
+func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	popts, err := ParserOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sinkList, err := Sinks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	files, expandErrs := file.Expand(o.Paths)
+	if len(files) == 0 && len(expandErrs) == len(o.Paths) {
+		msgs := make([]error, 0, len(expandErrs))
+		for _, e := range expandErrs {
+			msgs = append(msgs, fmt.Errorf("%s: %w", e.Path, e.Err))
+		}
+		return nil, fmt.Errorf("%w\n%w", ErrNoInput, errors.Join(msgs...))
+	}
+
+	backend, err := OpenDLQ(cfg)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	stageList := []pipeline.Stage{stages.NewParse(popts)}
+	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
+		stageList = append(stageList, f)
+	}
+	runner := pipeline.NewRunner(pipeline.RunnerOptions{
+		Workers:   cfg.Pipeline.Workers,
+		Stages:    stageList,
+		Sinks:     sinkList,
+		DLQ:       backend,
+		KeepBytes: int(cfg.DLQ.KeepBytes),
+		Host:      host,
+		Version:   o.Version,
+		Logger:    log,
+	})
+
+	fopts := file.DefaultOptions()
+	fopts.MaxLineBytes = int(cfg.Input.MaxLineBytes)
+	fopts.MaxDocumentBytes = int(cfg.Input.MaxDocumentBytes)
+	if cfg.DLQ.KeepBytes > 0 { // 0 keeps the whole payload elsewhere; a too-large unit is never kept whole
+		fopts.KeepBytes = int(min(cfg.DLQ.KeepBytes, cfg.Input.MaxLineBytes))
+	}
+	fopts.BatchUnits = cfg.Pipeline.BatchUnits
+	fopts.BatchBytes = int(cfg.Pipeline.BatchBytes)
+	fopts.Concurrency = cfg.Input.Concurrency
+	fopts.Format, _ = pipeline.ParseFormat(cfg.Input.Format)
+	fopts.Detect = parsers.Detect
+	reader, err := file.NewReader(fopts)
+	if err != nil {
+		_ = backend.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+
+	start := time.Now()
+	for _, fe := range expandErrs {
+		runner.FileFailed(ctx, fe.Path, fe.Code, fe.Offset, fe.Line, fe.Err)
+	}
+
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	var dlqFull bool
+	finished := make(chan struct{})
+	go func() {
+		select {
+		case <-backend.Full():
+			dlqFull = true
+			log.Error("DLQ is full (overflow: fail): stopping input; entries in flight are still written")
+			stopReading()
+		case <-finished:
+		}
+	}()
+
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	bar := newProgress(o.Progress, total, reader, runner.Accounting())
+	bar.start()
+
+	batches := make(chan *pipeline.Batch, cfg.Pipeline.Queue)
+	go func() {
+		reader.Run(readCtx, files, batches, func(fe file.FileError) {
+			runner.FileFailed(ctx, fe.Path, fe.Code, fe.Offset, fe.Line, fe.Err)
+		})
+		close(batches)
+	}()
+	runner.Run(ctx, batches)
+	close(finished)
+	bar.stop()
+
+	// Everything read is handled; now make it durable. Close the DLQ last:
+	// a sink that fails to close has already routed nothing more to it.
+	var errs []error
+	for _, s := range sinkList {
+		if err := s.Close(context.WithoutCancel(ctx)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := backend.Close(context.WithoutCancel(ctx)); err != nil {
+		errs = append(errs, fmt.Errorf("DLQ: %w", err))
+	}
+	rep := newReport(len(files)+len(expandErrs), reader, runner.Accounting(), backend.Stats(), time.Since(start))
+	rep.DLQFull = dlqFull
+	rep.Interrupted = ctx.Err() != nil && !dlqFull
+	if cfg.DLQ.File != nil {
+		rep.DLQDir = cfg.DLQ.File.Dir
+	}
+	if err := rep.check(runner.Accounting()); err != nil {
+		errs = append(errs, err)
+	}
+	return rep, errors.Join(errs...)
+}
+
+// ParserOptions maps the parse section of the config onto parsers.Options.
+func ParserOptions(cfg *config.Config) (*parsers.Options, error) {
+	o := parsers.DefaultOptions()
+	o.InvalidUTF8 = cfg.Parse.InvalidUTF8
+	o.MissingTraceID = cfg.Parse.MissingTraceID
+	o.TimeUnit = cfg.Parse.TimeUnit
+	j := &cfg.Parse.JSONL
+	set := func(dst *[]string, src []string) {
+		if len(src) > 0 {
+			*dst = src
+		}
+	}
+	set(&o.JSONL.TraceID, j.TraceID)
+	set(&o.JSONL.SpanID, j.SpanID)
+	set(&o.JSONL.ParentID, j.ParentID)
+	set(&o.JSONL.Service, j.Service)
+	set(&o.JSONL.Name, j.Name)
+	set(&o.JSONL.Message, j.Message)
+	set(&o.JSONL.Kind, j.Kind)
+	set(&o.JSONL.Status, j.Status)
+	set(&o.JSONL.Severity, j.Severity)
+	set(&o.JSONL.Time, j.Time)
+	if len(j.Duration) > 0 {
+		o.JSONL.Duration = o.JSONL.Duration[:0]
+		for _, d := range j.Duration {
+			o.JSONL.Duration = append(o.JSONL.Duration, parsers.DurationField{Path: d.Path, Unit: d.Unit})
+		}
+	}
+	if err := o.Prepare(); err != nil {
+		return nil, fmt.Errorf("config parse: %w", err)
+	}
+	return &o, nil
+}
+
+// Sinks builds the configured sinks.
+func Sinks(cfg *config.Config) ([]pipeline.Sink, error) {
+	var out []pipeline.Sink
+	for _, s := range cfg.Sinks {
+		switch s.Type {
+		case "file":
+			f, err := sinks.NewFile(sinks.FileOptions{Name: s.Name, Dir: s.File.Dir, RotateBytes: int64(s.File.RotateBytes)})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, f)
+		case "discard":
+			out = append(out, sinks.NewDiscard(s.Name))
+		default:
+			return nil, fmt.Errorf("sink %s: unknown type %q", s.Name, s.Type)
+		}
+	}
+	return out, nil
+}
+
+// OpenDLQ opens the configured DLQ backend.
+func OpenDLQ(cfg *config.Config) (dlq.Backend, error) {
+	f := cfg.DLQ.File
+	policy, err := dlq.ParseOverflowPolicy(f.Overflow)
+	if err != nil {
+		return nil, err
+	}
+	d, err := dlq.OpenFile(dlq.FileOptions{
+		Dir:          f.Dir,
+		SegmentBytes: int64(f.SegmentBytes),
+		MaxBytes:     int64(f.MaxBytes),
+		Overflow:     policy,
+		QueueSize:    f.Queue,
+		SyncEvery:    f.SyncEvery,
+	})
+	if err != nil {
+		return nil, err // never a typed nil inside the interface
+	}
+	return d, nil
+}

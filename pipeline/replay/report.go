@@ -1,0 +1,144 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/sources/file"
+)
+
+// Report is the outcome of a replay, printed as a summary and written as
+// JSON by --report. Keys are stable: scripts read them.
+type Report struct {
+	Files       int   `json:"files"`
+	FilesFailed int   `json:"files_failed"`
+	BytesIn     int64 `json:"bytes_in"`   // bytes parsed, after decompression
+	BytesRead   int64 `json:"bytes_read"` // bytes read from disk
+	Units       int64 `json:"units"`      // lines and documents read
+
+	RecordsIn       int64 `json:"records_in"`
+	RecordsOut      int64 `json:"records_out"`
+	RecordsFiltered int64 `json:"records_filtered"`
+	// DLQ holds "total" and one count per class, of entries the DLQ wrote
+	// and synced (not merely sent).
+	DLQ        map[string]int64 `json:"dlq"`
+	DLQLost    int64            `json:"dlq_lost"`    // entries the DLQ refused or failed to write
+	DLQEvicted int64            `json:"dlq_evicted"` // older entries removed by overflow: drop_oldest
+	DLQDir     string           `json:"dlq_dir,omitempty"`
+
+	Seconds    float64 `json:"seconds"`
+	MBPerSec   float64 `json:"mb_per_s"`
+	Reconciled bool    `json:"reconciled"` // records_in = records_out + dlq.total + records_filtered
+
+	DLQFull     bool `json:"dlq_full,omitempty"`    // the run stopped early: DLQ at its cap
+	Interrupted bool `json:"interrupted,omitempty"` // the run stopped early: a signal
+
+	Sources []pipeline.SourceCount `json:"sources"`
+}
+
+func newReport(files int, r *file.Reader, a *pipeline.Accounting, st dlq.Stats, took time.Duration) *Report {
+	rep := &Report{
+		Files:           files,
+		BytesIn:         r.BytesDecoded(),
+		BytesRead:       r.BytesRead(),
+		Units:           a.Units.Load(),
+		RecordsIn:       a.RecordsIn.Load(),
+		RecordsOut:      a.RecordsOut.Load(),
+		RecordsFiltered: a.RecordsFiltered.Load(),
+		DLQ:             map[string]int64{"total": st.Total},
+		DLQLost:         a.DLQLost.Load() + st.Failed,
+		DLQEvicted:      st.Evicted,
+		Seconds:         took.Seconds(),
+		Sources:         a.Sources(),
+	}
+	for _, c := range pipeline.Classes {
+		rep.DLQ[string(c)] = st.Written[string(c)]
+	}
+	for _, s := range rep.Sources {
+		if s.Failed {
+			rep.FilesFailed++
+		}
+	}
+	if rep.Seconds > 0 {
+		rep.MBPerSec = float64(rep.BytesIn) / 1e6 / rep.Seconds
+	}
+	return rep
+}
+
+// check reconciles the run: what the DLQ wrote matches what was sent to it,
+// class by class, and in = out + dlq + filtered.
+func (rep *Report) check(a *pipeline.Accounting) error {
+	var errs []error
+	for i, c := range pipeline.Classes {
+		if sent, wrote := a.DLQSent[i].Load(), rep.DLQ[string(c)]; sent != wrote {
+			errs = append(errs, fmt.Errorf("DLQ wrote %d of the %d %s entries sent to it", wrote, sent, c))
+		}
+	}
+	if rep.RecordsIn != rep.RecordsOut+rep.DLQ["total"]+rep.RecordsFiltered {
+		errs = append(errs, fmt.Errorf("records do not reconcile: in %d != out %d + dlq %d + filtered %d",
+			rep.RecordsIn, rep.RecordsOut, rep.DLQ["total"], rep.RecordsFiltered))
+	}
+	if err := a.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	rep.Reconciled = len(errs) == 0
+	return errors.Join(errs...)
+}
+
+// WriteSummary prints the human summary.
+func (rep *Report) WriteSummary(w io.Writer) {
+	var b strings.Builder
+	failed := ""
+	if rep.FilesFailed > 0 {
+		failed = fmt.Sprintf(" (%d failed)", rep.FilesFailed)
+	}
+	fmt.Fprintf(&b, "replay: %d files%s, %s in %.2fs (%.1f MB/s), %d lines/documents\n",
+		rep.Files, failed, HumanBytes(rep.BytesIn), rep.Seconds, rep.MBPerSec, rep.Units)
+	mark := "reconciled"
+	if !rep.Reconciled {
+		mark = "NOT RECONCILED"
+	}
+	fmt.Fprintf(&b, "records: %d in = %d out + %d dlq + %d filtered  [%s]\n",
+		rep.RecordsIn, rep.RecordsOut, rep.DLQ["total"], rep.RecordsFiltered, mark)
+	if rep.DLQ["total"] > 0 || rep.DLQLost > 0 {
+		var parts []string
+		for _, c := range pipeline.Classes {
+			if n := rep.DLQ[string(c)]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", c, n))
+			}
+		}
+		fmt.Fprintf(&b, "dlq: %d entries in %s: %s\n", rep.DLQ["total"], rep.DLQDir, strings.Join(parts, ", "))
+	}
+	if rep.DLQLost > 0 {
+		fmt.Fprintf(&b, "dlq: %d entries LOST (refused or not written): see the errors above\n", rep.DLQLost)
+	}
+	if rep.DLQEvicted > 0 {
+		fmt.Fprintf(&b, "dlq: %d older entries evicted to stay under max_bytes (overflow: drop_oldest)\n", rep.DLQEvicted)
+	}
+	if rep.DLQFull {
+		b.WriteString("stopped early: the DLQ reached max_bytes (overflow: fail); files were not all read\n")
+	}
+	if rep.Interrupted {
+		b.WriteString("stopped early: interrupted; everything read was handled\n")
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+// HumanBytes writes n with a binary unit.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

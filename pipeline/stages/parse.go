@@ -1,0 +1,60 @@
+// Package stages holds the stages a batch goes through between its source
+// and its sinks: parse, filter (and window, later). One file each.
+package stages
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/tracepipe/tracepipe/parsers"
+	"github.com/tracepipe/tracepipe/pipeline"
+)
+
+// Parse decodes every unit of a batch into records with the parser of the
+// batch's source format. One pooled decoder per batch; a panic while
+// decoding one unit fails that unit alone, as class panic.
+type Parse struct {
+	opts *parsers.Options
+}
+
+// NewParse returns the parse stage; opts must be prepared (parsers.Options.Prepare).
+func NewParse(opts *parsers.Options) *Parse { return &Parse{opts: opts} }
+
+// Name implements pipeline.Stage.
+func (p *Parse) Name() string { return "parse" }
+
+// Process implements pipeline.Stage.
+func (p *Parse) Process(_ context.Context, b *pipeline.Batch) {
+	format := pipeline.FormatJSONL
+	if b.Source != nil && b.Source.Format != pipeline.FormatAuto {
+		format = b.Source.Format
+	}
+	d := parsers.GetDecoder(p.opts)
+	for u := range b.Units {
+		p.decode(d, b, u, format)
+	}
+	parsers.PutDecoder(d)
+}
+
+// decode decodes one unit; on panic it drops what the unit had appended and
+// leaves one panic record in its place.
+func (p *Parse) decode(d *parsers.Decoder, b *pipeline.Batch, u int, format pipeline.Format) {
+	n := len(b.Records)
+	defer func() {
+		if r := recover(); r != nil {
+			b.Records = b.Records[:n]
+			b.NewRecord(u).Fail("parse", pipeline.ClassPanic, "panic", fmt.Sprintf("panic while parsing %s: %v\n%s", format, r, debug.Stack()))
+		}
+	}()
+	if b.Units[u].Flags&pipeline.UnitTooLarge != 0 {
+		limit := "max_line_bytes"
+		if format != pipeline.FormatJSONL {
+			limit = "max_line_bytes / max_document_bytes"
+		}
+		b.NewRecord(u).Fail("read", pipeline.ClassTooLarge, "too_large",
+			fmt.Sprintf("unit of %d bytes is over %s; first %d bytes kept", b.Units[u].Size, limit, b.Units[u].End-b.Units[u].Start))
+		return
+	}
+	d.Decode(b, u, format)
+}
