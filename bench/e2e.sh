@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# End-to-end replay benchmark: throughput and peak memory of `pipeline
+# replay` on a generated corpus, with the discard sink and the file sink.
+# Usage: bench/e2e.sh BIN CORPUS   (make bench-e2e does the setup)
+set -euo pipefail
+bin=${1:?binary}; corpus=${2:?corpus}
+cd "$(dirname "$0")/.."
+mkdir -p bench/out
+
+run() { # name config input...
+  local name=$1 cfg=$2; shift 2
+  rm -rf bench/out/records bench/out/dlq
+  /usr/bin/time -f '%M' -o bench/out/$name.rss \
+    "$bin" replay -c "$cfg" --no-progress --report bench/out/$name.json "$@" >/dev/null
+  local mbs rss secs
+  mbs=$(sed -n 's/.*"mb_per_s": \([0-9.]*\).*/\1/p' bench/out/$name.json)
+  secs=$(sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p' bench/out/$name.json)
+  rss=$(( $(cat bench/out/$name.rss) / 1024 ))
+  printf '%-28s %8.1f MB/s %7.2f s  peak RSS %4d MiB\n' "$name" "$mbs" "$secs" "$rss"
+}
+
+# Warm the page cache.
+cat "$corpus" >/dev/null
+size=$(stat -c %s "$corpus")
+echo "corpus: $corpus ($((size / 1024 / 1024)) MiB), $(nproc) cores, $(go version | cut -d' ' -f3)"
+run discard bench/discard.yaml "$corpus"
+run file bench/file.yaml "$corpus"
+# Memory must not grow with input size: a quarter of the corpus, to compare.
+quarter=bench/out/quarter.jsonl
+head -c $((size / 4)) "$corpus" | sed '$d' > "$quarter"
+run discard-quarter bench/discard.yaml "$quarter"
+rm -f "$quarter"
+rm -rf bench/out/records bench/out/dlq
