@@ -67,3 +67,6 @@ func (b ByteSize) String() string {
 	}
 	return strconv.FormatInt(int64(b), 10)
 }
+
+// MarshalYAML writes the size as String does.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
