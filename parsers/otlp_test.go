@@ -3,7 +3,6 @@ package parsers
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 )
@@ -136,11 +135,9 @@ func TestOTLPAttrBudget(t *testing.T) {
 	if err := opts.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	// Quadratic work here would not finish within the test timeout; speed
+	// itself is for the benchmarks.
 	b := decodeUnit(t, &opts, []byte(sb.String()), pipeline.FormatOTLP)
-	if el := time.Since(start); el > slowdown*2*time.Second {
-		t.Errorf("took %v", el)
-	}
 	if len(b.Attrs) > sb.Len() {
 		t.Errorf("%d attrs for %d bytes", len(b.Attrs), sb.Len())
 	}

@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/tracepipe/tracepipe/pipeline"
@@ -71,11 +70,7 @@ func nestingDepth(data []byte) int {
 
 func TestJSONTestSuiteDecode(t *testing.T) {
 	for name, data := range suiteFiles(t) {
-		start := time.Now()
 		b := decodeUnit(t, nil, data, pipeline.FormatJSONL)
-		if el := time.Since(start); el > slowdown*time.Second {
-			t.Errorf("%s: took %v", name, el)
-		}
 		recs := b.Records
 		switch name[0] {
 		case 'n':
@@ -157,15 +152,15 @@ func TestSuiteInsideObject(t *testing.T) {
 	}
 }
 
+// TestDeepNestingFast feeds nesting up to 1 MiB deep: a super-linear
+// check (fastjson's ValidateBytes takes 10 s on 20 KB) would not finish
+// within the test timeout, so finishing is the assertion; the speed is
+// measured by the benchmarks.
 func TestDeepNestingFast(t *testing.T) {
 	for _, n := range []int{300, 1000, 100000, 1 << 20} {
 		for _, open := range []string{"[", `{"a":`, `[{"":`} {
 			data := []byte(strings.Repeat(open, n))
-			start := time.Now()
 			b := decodeUnit(t, nil, data, pipeline.FormatJSONL)
-			if el := time.Since(start); el > slowdown*2*time.Second {
-				t.Errorf("%d x %q: took %v", n, open, el)
-			}
 			if len(b.Records) != 1 || b.Records[0].Failure.Class != pipeline.ClassMalformed {
 				t.Errorf("%d x %q: %+v", n, open, b.Records)
 			}

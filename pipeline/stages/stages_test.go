@@ -47,10 +47,13 @@ func hotPath(t testing.TB, sink pipeline.Sink) (*pipeline.Runner, *dlq.File) {
 	return r, d
 }
 
-// TestHotPathAllocatesNothingPerRecord runs whole batches (get, fill,
+// TestHotPathAllocsPerRecord runs whole batches (get, fill,
 // parse, filter, encode, write to a file, account, put back) and asserts
 // zero allocations per batch in steady state, for each format.
-func TestHotPathAllocatesNothingPerRecord(t *testing.T) {
+func TestHotPathAllocsPerRecord(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race (sync.Pool drops objects); make test runs this without -race")
+	}
 	for _, format := range []string{"jsonl", "otlp", "zipkin"} {
 		t.Run(format, func(t *testing.T) {
 			lines := genLines(t, format, 300)
