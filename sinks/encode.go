@@ -5,7 +5,8 @@ package sinks
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/tracepipe/tracepipe/internal/jsonstr"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 )
@@ -77,57 +78,8 @@ func appendValue(dst []byte, a *pipeline.Attr) []byte {
 	return AppendString(dst, a.Value)
 }
 
-const hexDigits = "0123456789abcdef"
-
-// needsEscape[c] is true for the ASCII bytes JSON strings must escape.
-var needsEscape = func() (t [utf8.RuneSelf]bool) {
-	for c := 0; c < 0x20; c++ {
-		t[c] = true
-	}
-	t['"'], t['\\'] = true, true
-	return t
-}()
-
-// AppendString appends s as a quoted JSON string. Bytes that are not valid
-// UTF-8 are written as U+FFFD (parsers reject or replace them before, so
-// this is a last line of defence that keeps every output line valid JSON).
-func AppendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if !needsEscape[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, "\ufffd"...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+// AppendString appends s as a quoted JSON string (see package jsonstr).
+// Bytes that are not valid UTF-8 are written as U+FFFD: parsers reject or
+// replace them before, so this is a last line of defence that keeps every
+// output line valid JSON.
+func AppendString(dst, s []byte) []byte { return jsonstr.Append(dst, s) }

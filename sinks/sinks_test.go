@@ -69,8 +69,8 @@ func TestAppendStringKeepsOutputValid(t *testing.T) {
 	f("plain", `"plain"`)
 	f("a\"b\\c", `"a\"b\\c"`)
 	f("\t\r\n\x00\x1f", `"\t\r\n\u0000\u001f"`)
-	f("bad \xff byte", "\"bad \ufffd byte\"")
-	f("cut \xe2\x9c", "\"cut \ufffd\ufffd\"")
+	f("bad \xff byte", `"bad \ufffd byte"`)
+	f("cut \xe2\x9c", `"cut \ufffd\ufffd"`)
 	f("✓ ok", `"✓ ok"`)
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"golang.org/x/term"
 
@@ -22,6 +23,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	report := fs.String("report", "", "write the run report as JSON to this file")
 	failOnDLQ := fs.Bool("fail-on-dlq", false, "exit 3 when any record went to the DLQ")
 	noProgress := fs.Bool("no-progress", false, "never draw the progress bar")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	paths, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(stderr, err)
@@ -39,6 +41,14 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	opts := replay.Options{Paths: paths, Logger: log, Version: buildVersion()}
 	if f, ok := stderr.(*os.File); ok && !*noProgress && term.IsTerminal(int(f.Fd())) {
 		opts.Progress = stderr
+	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "pipeline: %v\n", err)
+			return exitUsage
+		}
+		defer stopProfile()
 	}
 	rep, runErr := replay.Run(ctx, cfg, opts)
 	if rep == nil {
@@ -67,6 +77,18 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitDLQEntries
 	}
 	return exitOK
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func writeReport(path string, rep *replay.Report) error {

@@ -4,7 +4,8 @@ import (
 	"encoding/base64"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/tracepipe/tracepipe/internal/jsonstr"
 )
 
 // appendEntry appends the compact JSON of e to dst, byte for byte what
@@ -108,7 +109,7 @@ func appendKeyInt(dst []byte, key string, n int64) []byte {
 }
 
 func appendKeyString(dst []byte, key, s string) []byte {
-	return appendJSONString(append(dst, key...), s)
+	return jsonstr.AppendString(append(dst, key...), s)
 }
 
 // appendKeyTime writes t as time.Time.MarshalJSON does, and reports false
@@ -129,57 +130,4 @@ func appendKeyTime(dst []byte, key string, t time.Time) ([]byte, bool) {
 		}
 	}
 	return append(dst, '"'), true
-}
-
-// appendJSONString quotes s as encoding/json does with HTML escaping off:
-// quote, backslash and control bytes escaped, invalid UTF-8 replaced by
-// U+FFFD, U+2028 and U+2029 escaped.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case c == '\u2028' || c == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
