@@ -27,7 +27,10 @@ type FileOptions struct {
 // a half-written file under its final name. Files are 0640.
 //
 // Workers encode their batch into the batch's own Out buffer without a lock,
-// then one write per batch happens under the sink's mutex.
+// then one write per batch happens under the sink's mutex. A rotated file
+// is synced and renamed by a background completer, so workers do not wait
+// for the disk; at most one file waits for it (a slow disk then slows
+// rotation down, never memory up).
 type File struct {
 	opts FileOptions
 	// stamp keeps names from different runs in one folder apart.
@@ -39,6 +42,17 @@ type File struct {
 	size int64
 	seq  int
 	err  error // sticky: once a write failed, the sink stays failed
+
+	done      chan partFile // to the completer; capacity 1
+	completer sync.WaitGroup
+	cerrMu    sync.Mutex
+	cerr      error // first completion error
+}
+
+// partFile is a written file waiting to be synced and renamed.
+type partFile struct {
+	f    *os.File
+	path string
 }
 
 // NewFile creates the folder and returns the sink; the first file is created
@@ -56,7 +70,24 @@ func NewFile(opts FileOptions) (*File, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("file sink %s: %w", opts.Name, err)
 	}
-	return &File{opts: opts, stamp: time.Now().UTC().Format("20060102T150405Z") + fmt.Sprintf("-%d", os.Getpid())}, nil
+	s := &File{
+		opts:  opts,
+		stamp: time.Now().UTC().Format("20060102T150405Z") + fmt.Sprintf("-%d", os.Getpid()),
+		done:  make(chan partFile, 1),
+	}
+	done := s.done
+	s.completer.Go(func() {
+		for p := range done {
+			if err := s.complete(p); err != nil {
+				s.cerrMu.Lock()
+				if s.cerr == nil {
+					s.cerr = err
+				}
+				s.cerrMu.Unlock()
+			}
+		}
+	})
+	return s, nil
 }
 
 // Name implements pipeline.Sink.
@@ -79,6 +110,9 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = s.completionErr()
+	}
 	if s.err != nil {
 		return s.err
 	}
@@ -97,11 +131,12 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
 	return nil
 }
 
-// rotate completes the current file, if any, and opens the next. Called
-// with mu held.
+// rotate hands the current file, if any, to the completer and opens the
+// next. Called with mu held.
 func (s *File) rotate() error {
-	if err := s.complete(); err != nil {
-		return err
+	if s.f != nil {
+		s.done <- partFile{s.f, s.path}
+		s.f = nil
 	}
 	s.seq++
 	s.path = filepath.Join(s.opts.Dir, fmt.Sprintf("records-%s-%06d.jsonl.part", s.stamp, s.seq))
@@ -113,34 +148,43 @@ func (s *File) rotate() error {
 	return nil
 }
 
-// complete syncs, closes and renames the current file. Called with mu held.
-func (s *File) complete() error {
-	if s.f == nil {
-		return nil
-	}
-	f := s.f
-	s.f = nil
-	err := f.Sync()
-	if cerr := f.Close(); err == nil {
+// complete syncs, closes and renames a written file.
+func (s *File) complete(p partFile) error {
+	err := p.f.Sync()
+	if cerr := p.f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(s.path, strings.TrimSuffix(s.path, ".part"))
+		err = os.Rename(p.path, strings.TrimSuffix(p.path, ".part"))
 	}
 	if err != nil {
-		return fmt.Errorf("file sink %s: completing %s: %w", s.opts.Name, s.path, err)
+		return fmt.Errorf("file sink %s: completing %s: %w", s.opts.Name, p.path, err)
 	}
 	return nil
 }
 
-// Close implements pipeline.Sink: the current file is synced and renamed.
+func (s *File) completionErr() error {
+	s.cerrMu.Lock()
+	defer s.cerrMu.Unlock()
+	return s.cerr
+}
+
+// Close implements pipeline.Sink: every file is synced and renamed before
+// it returns. Write must not be called after Close.
 func (s *File) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.complete(); err != nil {
-		return err
+	if s.done == nil {
+		return s.err // closed already
 	}
-	return s.err
+	if s.f != nil {
+		s.done <- partFile{s.f, s.path}
+		s.f = nil
+	}
+	close(s.done)
+	s.done = nil
+	s.completer.Wait()
+	return errors.Join(s.err, s.completionErr())
 }
 
 // Discard counts records and throws them away; for benchmarks.
