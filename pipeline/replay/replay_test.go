@@ -326,3 +326,30 @@ func TestReplayJSONTestSuite(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedConfigOnSampleLogs runs the shipped config.yaml, as it is but
+// for its output folders, on testdata/logs: what `make replay` does. The
+// counts are those of the sample mix (its bad lines are there on purpose).
+func TestShippedConfigOnSampleLogs(t *testing.T) {
+	cfg, err := config.Load("../../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cfg.Sinks[0].File.Dir = filepath.Join(out, "records")
+	cfg.DLQ.File.Dir = filepath.Join(out, "dlq")
+	rep, err := Run(context.Background(), cfg, Options{Paths: []string{"../../testdata/logs"}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("files %d failed %d in %d out %d filtered %d dlq %d (malformed %d, invalid %d) reconciled %v",
+		rep.Files, rep.FilesFailed, rep.RecordsIn, rep.RecordsOut, rep.RecordsFiltered,
+		rep.DLQ["total"], rep.DLQ["malformed"], rep.DLQ["invalid"], rep.Reconciled)
+	const want = "files 7 failed 0 in 918 out 894 filtered 0 dlq 24 (malformed 8, invalid 16) reconciled true"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if n := len(readOutput(t, filepath.Join(out, "records"))); n != 894 {
+		t.Fatalf("%d records written", n)
+	}
+}
