@@ -130,9 +130,9 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Parse.MissingTraceID, "invalid")
 	setStr(&c.Parse.TimeUnit, "auto")
 	setInt(&c.Pipeline.Workers, runtime.GOMAXPROCS(0))
-	setInt(&c.Pipeline.Queue, 2*c.Pipeline.Workers)
-	setInt(&c.Pipeline.BatchUnits, 1024)
-	setSize(&c.Pipeline.BatchBytes, 1<<20)
+	setInt(&c.Pipeline.Queue, c.Pipeline.Workers)
+	setInt(&c.Pipeline.BatchUnits, 512)
+	setSize(&c.Pipeline.BatchBytes, 512<<10)
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		setStr(&s.Name, s.Type)

@@ -27,7 +27,7 @@ func TestShippedConfigIsTheEmbeddedDefault(t *testing.T) {
 	if cfg.Input.MaxLineBytes != 1<<20 || cfg.DLQ.File.Dir != "out/dlq" || cfg.Sinks[0].File.Dir != "out/records" {
 		t.Fatalf("unexpected defaults: %+v", cfg)
 	}
-	if cfg.Pipeline.Workers <= 0 || cfg.Pipeline.Queue != 2*cfg.Pipeline.Workers {
+	if cfg.Pipeline.Workers <= 0 || cfg.Pipeline.Queue != cfg.Pipeline.Workers {
 		t.Fatalf("workers %d queue %d", cfg.Pipeline.Workers, cfg.Pipeline.Queue)
 	}
 	if cfg.DLQ.File.SyncEvery != time.Second || cfg.DLQ.KeepBytes != 64<<10 {
