@@ -218,6 +218,10 @@ func openFile(opts FileOptions, hooks fileHooks) (*File, error) {
 		}
 		f.w.segs = append(f.w.segs, segInfo{path: path, size: fi.Size(), entries: -1})
 		f.w.total += fi.Size()
+		if c, torn := tornTail(path, fi.Size()); torn {
+			f.log.Warn("dlq: torn write found: the last entry of a segment is incomplete (a crash mid-write?); readers skip it",
+				"segment", c.Segment, "offset", c.Offset)
+		}
 		if seq, ok := segmentSeq(name); ok && seq >= f.w.nextSeq {
 			f.w.nextSeq = seq + 1
 		}

@@ -801,3 +801,41 @@ func TestLineAtTheLimitRoundTrips(t *testing.T) {
 		t.Fatalf("entries %d, corruptions %v", len(s.entries), s.corruptions)
 	}
 }
+
+// TestTornWriteReportedAtOpen: a crash mid-write leaves a segment whose last
+// line has no newline; the next OpenFile says so, naming segment and offset,
+// and goes on.
+func TestTornWriteReportedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	f, err := OpenFile(FileOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := f.Put(context.Background(), testEntry(i, "malformed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) != 1 {
+		t.Fatalf("segments %v", segs)
+	}
+	data, _ := os.ReadFile(segs[0])
+	lastStart := bytes.LastIndexByte(data[:len(data)-1], '\n') + 1
+	if err := os.WriteFile(segs[0], data[:len(data)-7], 0o600); err != nil { // tear the last line
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	f, err = OpenFile(FileOptions{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close(context.Background())
+	want := fmt.Sprintf("offset=%d", lastStart)
+	if !strings.Contains(logs.String(), "torn write") || !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), filepath.Base(segs[0])) {
+		t.Fatalf("no torn-write warning with %s in:\n%s", want, logs.String())
+	}
+}

@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,4 +127,29 @@ func scanSegment(path string, r *bufio.Reader, line *[]byte, fn func(*Entry, Pos
 			return err
 		}
 	}
+}
+
+// tornTail reports whether the segment at path (of the given size) ends in
+// the middle of a line, as a crash mid-write leaves it, and where that last
+// line starts. It reads at most the last 64 KiB: enough for the common case,
+// and a torn line longer than that is still caught by Scan.
+func tornTail(path string, size int64) (Corruption, bool) {
+	if size == 0 {
+		return Corruption{}, false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Corruption{}, false
+	}
+	defer f.Close()
+	n := min(size, 64<<10)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, size-n); err != nil {
+		return Corruption{}, false
+	}
+	if buf[n-1] == '\n' {
+		return Corruption{}, false
+	}
+	start := size - n + int64(bytes.LastIndexByte(buf, '\n')+1)
+	return Corruption{Segment: path, Offset: start, Reason: "torn write: the last line has no newline"}, true
 }
