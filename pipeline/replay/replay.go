@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 		return nil, fmt.Errorf("%w\n%w", ErrNoInput, errors.Join(msgs...))
 	}
 
-	backend, err := OpenDLQ(cfg)
+	backend, err := OpenDLQ(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -210,8 +210,8 @@ func Sinks(cfg *config.Config) ([]pipeline.Sink, error) {
 	return out, nil
 }
 
-// OpenDLQ opens the configured DLQ backend.
-func OpenDLQ(cfg *config.Config) (dlq.Backend, error) {
+// OpenDLQ opens the configured DLQ backend, logging to log.
+func OpenDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
 	f := cfg.DLQ.File
 	policy, err := dlq.ParseOverflowPolicy(f.Overflow)
 	if err != nil {
@@ -224,6 +224,7 @@ func OpenDLQ(cfg *config.Config) (dlq.Backend, error) {
 		Overflow:     policy,
 		QueueSize:    f.Queue,
 		SyncEvery:    f.SyncEvery,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, err // never a typed nil inside the interface
