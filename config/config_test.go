@@ -133,3 +133,20 @@ func TestByteSize(t *testing.T) {
 		t.Fatalf("String = %q", s)
 	}
 }
+
+// FuzzDecode: any bytes give a config or an error, never a panic, and a
+// config that decodes is one that validates.
+func FuzzDecode(f *testing.F) {
+	f.Add(Default)
+	f.Add([]byte("sinks: [{type: discard}]\ninput: {max_line_bytes: ${X:-1MiB}}\n"))
+	f.Add([]byte("sinks:\n  - type: file\n    file: {dir: x, rotate_bytes: 1GiB}\n"))
+	f.Add([]byte("a: [b, {c: d}]\n&x y: *x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Decode(data, "fuzz.yaml", env(map[string]string{"X": "2MiB"}))
+		if err == nil {
+			if verr := cfg.Validate(); verr != nil {
+				t.Fatalf("decoded config does not validate: %v", verr)
+			}
+		}
+	})
+}
