@@ -56,16 +56,20 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	const sink = "sinks: [{type: discard}]\n"
-	f(sink+"input:\n  max_line_byte: 10\n", nil, `c.yaml: line 3: unknown key "max_line_byte" in input (did you mean "max_line_bytes"?)`)
-	f(sink+"inptu: {}\n", nil, `line 2: unknown key "inptu" in the top level (did you mean "input"?)`)
-	f("sinks:\n  - type: file\n    file: {dir: x, rotat: 1}\n", nil, `line 3: unknown key "rotat" in sinks[0].file`)
-	f(sink+"input: {format: xml}\n", nil, `input.format: "xml" is not one of auto, jsonl, otlp, zipkin`)
-	f(sink+"input: {max_line_bytes: 12 parsecs}\n", nil, `line 2: "12 parsecs" is not a size`)
+	f(sink+"input:\n  max_line_byte: 10\n", nil, `c.yaml:3: unknown key "max_line_byte" in input (did you mean "max_line_bytes"?)`)
+	f(sink+"inptu: {}\n", nil, `c.yaml:2: unknown key "inptu" in the top level (did you mean "input"?)`)
+	f("sinks:\n  - type: file\n    file: {dir: x, rotat: 1}\n", nil, `c.yaml:3: unknown key "rotat" in sinks[0].file`)
+	f(sink+"input: {format: xml}\n", nil, `c.yaml: input.format: "xml" is not one of auto, jsonl, otlp, zipkin`)
+	f(sink+"input: {max_line_bytes: 12 parsecs}\n", nil, `c.yaml:2: "12 parsecs" is not a size`)
 	f(sink+"pipeline: {workers: -1}\n", nil, "pipeline.workers: must be positive")
 	f("sinks: [{type: file}]\n", nil, "sinks[0].file.dir: must be set")
 	f("sinks: [{type: discard}, {type: discard}]\n", nil, `sinks[1].name: "discard" is used twice`)
 	f(sink+"dlq: {file: {overflow: shrug}}\n", nil, `dlq.file.overflow: "shrug" is not one of fail, drop_oldest`)
-	f(sink+"dlq:\n  file:\n    dir: ${DLQ_DIR}\n", nil, "line 4: environment variable DLQ_DIR is not set")
+	f(sink+"dlq:\n  file:\n    dir: ${DLQ_DIR}\n", nil, "c.yaml:4: environment variable DLQ_DIR is not set")
+	// Problems come sorted by line, each with the file name.
+	f(sink+"dlq:\n  file:\n    dir: ${NOPE}\npipeline:\n  wrokers: 3\n", nil,
+		"c.yaml:4: environment variable NOPE is not set (write ${NOPE:-default} for a default)\nc.yaml:6: unknown key \"wrokers\" in pipeline (did you mean \"workers\"?)")
+	f("sinks: [\n", nil, "c.yaml:1: did not find expected node content")
 	// Two problems at once are both reported.
 	f(sink+"input: {format: xml}\nparse: {invalid_utf8: maybe}\n", nil, "input.format", "parse.invalid_utf8")
 }

@@ -31,7 +31,7 @@ func Load(path string) (*Config, error) {
 func Decode(data []byte, name string, lookup func(string) (string, bool)) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, wrap(name, err)
 	}
 	cfg := &Config{}
 	if len(root.Content) == 0 { // empty file: all defaults
@@ -54,11 +54,31 @@ func Decode(data []byte, name string, lookup func(string) (string, bool)) (*Conf
 	return cfg, wrap(name, cfg.Validate())
 }
 
+// wrap prefixes every line of err with the file name, as name:LINE: when
+// the line names one, and sorts the lines by line number, so that editors
+// and terminals can jump to each problem.
 func wrap(name string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s: %w", name, err)
+	lines := strings.Split(err.Error(), "\n")
+	lineNo := func(s string) int {
+		if m := typeErrLine.FindStringSubmatch(strings.TrimPrefix(s, "yaml: ")); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return n
+		}
+		return 1 << 30 // problems without a line (Validate's) go last
+	}
+	slices.SortStableFunc(lines, func(a, b string) int { return lineNo(a) - lineNo(b) })
+	for i, l := range lines {
+		l = strings.TrimPrefix(l, "yaml: ")
+		if m := typeErrLine.FindStringSubmatch(l); m != nil {
+			lines[i] = name + ":" + m[1] + ": " + l[len(m[0]):]
+		} else {
+			lines[i] = name + ": " + l
+		}
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // varRef matches $${...} (an escaped literal), ${NAME} and ${NAME:-default}.

@@ -50,6 +50,10 @@ func TestUsageErrors(t *testing.T) {
 	f(exitUsage, "gen", "--format", "xml", "--records", "1")
 	f(exitOK, "validate", "-q")
 	f(exitOK, "version")
+	// validate shows the effective values, built-in parser paths included.
+	if code, out, _ := runIn(t, dir, "validate"); code != exitOK || !strings.Contains(out, "- traceId") || !strings.Contains(out, "max_line_bytes: 1MiB") {
+		t.Fatalf("validate output:\n%s", out)
+	}
 }
 
 func TestReplayExitCodesAndReport(t *testing.T) {

@@ -35,6 +35,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		name = "embedded config.yaml"
 	}
 	fmt.Fprintf(stdout, "# %s is valid; effective values (defaults filled in):\n", name)
+	replay.ShowParserDefaults(cfg)
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", err)

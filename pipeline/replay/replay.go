@@ -190,6 +190,30 @@ func ParserOptions(cfg *config.Config) (*parsers.Options, error) {
 	return &o, nil
 }
 
+// ShowParserDefaults fills the JSONL field lists left empty in cfg with the
+// parsers' built-in defaults, so that printing cfg shows what is in effect.
+func ShowParserDefaults(cfg *config.Config) {
+	d := parsers.DefaultJSONLFields()
+	j := &cfg.Parse.JSONL
+	for _, f := range []struct {
+		dst *[]string
+		def []string
+	}{
+		{&j.TraceID, d.TraceID}, {&j.SpanID, d.SpanID}, {&j.ParentID, d.ParentID},
+		{&j.Service, d.Service}, {&j.Name, d.Name}, {&j.Message, d.Message},
+		{&j.Kind, d.Kind}, {&j.Status, d.Status}, {&j.Severity, d.Severity}, {&j.Time, d.Time},
+	} {
+		if len(*f.dst) == 0 {
+			*f.dst = f.def
+		}
+	}
+	if len(j.Duration) == 0 {
+		for _, x := range d.Duration {
+			j.Duration = append(j.Duration, config.DurationField{Path: x.Path, Unit: x.Unit})
+		}
+	}
+}
+
 // Sinks builds the configured sinks.
 func Sinks(cfg *config.Config) ([]pipeline.Sink, error) {
 	var out []pipeline.Sink
