@@ -52,6 +52,13 @@ type Decoder struct {
 
 	kvStack []fjKV // object members when fastView is off
 
+	// vsrc is the unit as fastjson copied it (from its first non-space
+	// byte) and vbase the address of that copy: a string or number of the
+	// parsed tree at vbase+i is vsrc[i:] (see unitView). vsrc is nil when
+	// the views are off (no fast view, or not decoding a batch's unit).
+	vsrc  []byte
+	vbase uintptr
+
 	maxUnit int  // largest unit parsed since GetDecoder
 	badUTF8 bool // the current unit has invalid UTF-8 (replace mode)
 	escapes bool // the current unit has backslash escapes
@@ -105,6 +112,7 @@ func PutDecoder(d *Decoder) {
 		d.key = nil
 	}
 	d.fix, d.num, d.key = d.fix[:0], d.num[:0], d.key[:0]
+	d.vsrc, d.vbase = nil, 0
 	d.hits = [numFields]hit{}
 	clear(d.kvStack)
 	d.kvStack = d.kvStack[:0]
@@ -122,7 +130,8 @@ func PutDecoder(d *Decoder) {
 // failed record when the unit is too large, malformed, or valid JSON that
 // is not what f expects; otherwise one record per span or log record in it
 // (none for a valid document without any). Every []byte of the records is a
-// view into b.Arena, valid until b is Reset. f should not be FormatAuto; if
+// view into b.Buf (text taken verbatim from the unit) or b.Arena (text
+// unescaped, transformed or built), valid until b is Reset. f should not be FormatAuto; if
 // it is, the unit's own content decides.
 func (d *Decoder) Decode(b *pipeline.Batch, u int, f pipeline.Format) {
 	unit := &b.Units[u]
@@ -143,6 +152,7 @@ func (d *Decoder) Decode(b *pipeline.Batch, u int, f pipeline.Format) {
 		d.failUnit(b, u, pipeline.ClassMalformed, fl)
 		return
 	}
+	d.setViews(data)
 	if f == pipeline.FormatAuto {
 		f = detectValue(v)
 	}
@@ -183,15 +193,79 @@ func (d *Decoder) checkedWalk(b *pipeline.Batch, u int, v *fastjson.Value) bool 
 	return false
 }
 
-// copy copies s into the arena, replacing invalid UTF-8 when the unit has
-// some (replace mode). The view is valid until b is Reset.
+// setViews turns on unitView for the tree just parsed from data, a unit in
+// the batch's Buf.
+func (d *Decoder) setViews(data []byte) {
+	if !fastView {
+		return
+	}
+	pb := (*fjParser)(unsafe.Pointer(&d.p)).b
+	lead := len(data) - len(pb)
+	if lead < 0 || len(pb) == 0 || pb[0] != data[lead] || pb[len(pb)-1] != data[len(data)-1] {
+		return
+	}
+	d.vsrc = data[lead:len(data):len(data)]
+	d.vbase = uintptr(unsafe.Pointer(unsafe.SliceData(pb)))
+}
+
+// unitView returns the bytes of the unit that s, a non-empty slice of
+// fastjson's copy of it, was parsed from: the same text as long as fastjson
+// did not unescape it in place (so, for strings, only in units without
+// escapes; number literals are never rewritten). ok is false when s is not
+// in that copy (for example scratch or arena bytes) or views are off.
+func (d *Decoder) unitView(s []byte) (view []byte, ok bool) {
+	off := uintptr(unsafe.Pointer(unsafe.SliceData(s))) - d.vbase
+	n := uintptr(len(s))
+	if off >= uintptr(len(d.vsrc)) || n > uintptr(len(d.vsrc))-off || n == 0 {
+		return nil, false
+	}
+	return d.vsrc[off : off+n : off+n], true
+}
+
+// strView is unitView for the text of a string (or a suffix of one).
+func (d *Decoder) strView(s []byte) ([]byte, bool) {
+	v, ok := d.unitView(s)
+	if !ok || d.escapes && !d.verbatim(v) {
+		return nil, false
+	}
+	return v, true
+}
+
+// verbatim reports whether v, the unitView of a string's text (or of a
+// suffix of it) in a unit with escapes, is that text: fastjson unescapes a
+// string with escapes in place, from its start, and always shortens it
+// (scanText let through only escapes that do), so the text is the unit's own
+// bytes exactly when the closing quote follows v. A '"' inside a string is
+// escaped, so preceded by a backslash, which the last byte of a text without
+// escapes cannot be.
+func (d *Decoder) verbatim(v []byte) bool {
+	end := int(uintptr(unsafe.Pointer(unsafe.SliceData(v)))-uintptr(unsafe.Pointer(unsafe.SliceData(d.vsrc)))) + len(v)
+	return end < len(d.vsrc) && d.vsrc[end] == '"' && v[len(v)-1] != '\\'
+}
+
+// copy returns s, text read from the parsed tree or built in scratch, as a
+// view valid until b is Reset: into the unit itself when s is verbatim text
+// of it, else a copy in the arena, with invalid UTF-8 replaced when the unit
+// has some (replace mode).
 func (d *Decoder) copy(b *pipeline.Batch, s []byte) []byte {
 	if !d.badUTF8 {
+		if v, ok := d.strView(s); ok {
+			return v
+		}
 		return b.Copy(s)
 	}
 	start := len(b.Arena)
 	b.Arena = d.appendValidUTF8(b.Arena, s)
 	return b.Arena[start:len(b.Arena):len(b.Arena)]
+}
+
+// copyLit is copy for a number literal (ASCII, and never rewritten by
+// fastjson's unescaping).
+func (d *Decoder) copyLit(b *pipeline.Batch, lit []byte) []byte {
+	if v, ok := d.unitView(lit); ok {
+		return v
+	}
+	return b.Copy(lit)
 }
 
 // appendValidUTF8 appends s with each invalid UTF-8 byte replaced by U+FFFD.
@@ -232,7 +306,7 @@ func (d *Decoder) text(b *pipeline.Batch, v *fastjson.Value) ([]byte, bool) {
 	case fastjson.TypeString:
 		return d.copy(b, d.strBytes(v)), true
 	case fastjson.TypeNumber:
-		return b.Copy(d.number(v)), true
+		return d.copyLit(b, d.number(v)), true
 	case fastjson.TypeTrue:
 		return b.CopyString("true"), true
 	case fastjson.TypeFalse:
@@ -264,9 +338,11 @@ func hexWord(w uint64) (uint64, bool) {
 	return l, (digit|af)&highs == highs
 }
 
-// copyID copies a hex id into the arena in lowercase. Trace ids have 32 or
-// 16 digits, span ids 16. An empty or all-zero id is missing (nil, true).
-func copyID(b *pipeline.Batch, s []byte, trace bool) ([]byte, bool) {
+// copyID returns a hex id in lowercase: view, s's own bytes in the unit
+// (nil if none), when s is lowercase already, else a lowercased copy in the
+// arena. Trace ids have 32 or 16 digits, span ids 16. An empty or all-zero
+// id is missing (nil, true).
+func copyID(b *pipeline.Batch, s, view []byte, trace bool) ([]byte, bool) {
 	n := len(s)
 	if n == 0 {
 		return nil, true
@@ -274,22 +350,27 @@ func copyID(b *pipeline.Batch, s []byte, trace bool) ([]byte, bool) {
 	if n != 16 && !(trace && n == 32) {
 		return nil, false
 	}
+	var nonzero, upper uint64
+	for p := s; len(p) >= 8; p = p[8:] {
+		w := binary.LittleEndian.Uint64(p)
+		l, ok := hexWord(w)
+		if !ok {
+			return nil, false
+		}
+		nonzero |= l ^ '0'*ones
+		upper |= l ^ w
+	}
+	if nonzero == 0 {
+		return nil, true
+	}
+	if upper == 0 && view != nil {
+		return view, true
+	}
 	start := len(b.Arena)
 	b.Arena = append(b.Arena, s...)
 	id := b.Arena[start:len(b.Arena):len(b.Arena)]
-	var nonzero uint64
 	for p := id; len(p) >= 8; p = p[8:] {
-		l, ok := hexWord(binary.LittleEndian.Uint64(p))
-		if !ok {
-			b.Arena = b.Arena[:start]
-			return nil, false
-		}
-		binary.LittleEndian.PutUint64(p, l)
-		nonzero |= l ^ '0'*ones
-	}
-	if nonzero == 0 {
-		b.Arena = b.Arena[:start]
-		return nil, true
+		binary.LittleEndian.PutUint64(p, binary.LittleEndian.Uint64(p)|0x20*ones)
 	}
 	return id, true
 }
@@ -303,7 +384,8 @@ func (d *Decoder) id(b *pipeline.Batch, v *fastjson.Value, trace bool, name stri
 		}
 		return nil, failure{codeWrongType, name + " is a " + v.Type().String() + ", not a string"}
 	}
-	id, ok := copyID(b, s, trace)
+	view, _ := d.strView(s)
+	id, ok := copyID(b, s, view, trace)
 	if !ok {
 		if trace {
 			return nil, failure{codeBadID, name + " is not 32 or 16 hex digits"}
@@ -354,7 +436,7 @@ func (d *Decoder) attrValue(b *pipeline.Batch, v *fastjson.Value, t fastjson.Typ
 	case fastjson.TypeString:
 		return pipeline.AttrString, d.copy(b, d.strBytes(v))
 	case fastjson.TypeNumber:
-		return pipeline.AttrNumber, b.Copy(d.number(v))
+		return pipeline.AttrNumber, d.copyLit(b, d.number(v))
 	case fastjson.TypeTrue:
 		return pipeline.AttrBool, b.CopyString("true")
 	case fastjson.TypeFalse:

@@ -15,10 +15,14 @@
 // invalid or too_large); a document holding many spans or log records
 // yields one record each, and a failing one carries its own JSON as payload.
 //
-// Views: every []byte in a decoded record points into the batch's Arena and
-// is valid until the batch is Reset or put back in its pool. fastjson
-// values, which decoding reads from, are valid only until the next unit is
-// decoded; nothing here keeps them longer.
+// Views: every []byte in a decoded record points into the batch's Buf (text
+// taken verbatim from the unit: strings without escapes, number literals,
+// ids already lowercase, top-level keys) or its Arena (text unescaped,
+// lowercased, built, re-encoded, or with invalid UTF-8 replaced), and is
+// valid until the batch is Reset or put back in its pool. fastjson values,
+// which decoding reads from, are valid only until the next unit is decoded;
+// nothing here keeps them longer. A view into Buf is found from the address
+// of fastjson's copy of the unit (Decoder.unitView, on the fast view only).
 //
 // Use one Decoder per worker per batch: GetDecoder, Decode each unit,
 // PutDecoder.

@@ -44,6 +44,14 @@ type fjValue struct {
 	t fastjson.Type
 }
 
+// fjParser mirrors fastjson.Parser: b is its copy of the text parsed last
+// (after leading whitespace), which every string and number value points
+// into.
+type fjParser struct {
+	b []byte
+	c struct{ vs []fastjson.Value }
+}
+
 // fjRawString is fastjson's type of a string not unescaped yet.
 const fjRawString fastjson.Type = 7
 
@@ -59,11 +67,13 @@ func probeLayout() (ok bool) {
 		}
 	}()
 	if unsafe.Sizeof(fjValue{}) != unsafe.Sizeof(fastjson.Value{}) ||
-		unsafe.Sizeof(fjObject{}) != unsafe.Sizeof(fastjson.Object{}) {
+		unsafe.Sizeof(fjObject{}) != unsafe.Sizeof(fastjson.Object{}) ||
+		unsafe.Sizeof(fjParser{}) != unsafe.Sizeof(fastjson.Parser{}) {
 		return false
 	}
 	var p fastjson.Parser
-	root, err := p.Parse(`{"k\n":[12.5,"s\t"],"b":true}`)
+	const doc = `{"k\n":[12.5,"s\t"],"b":true}`
+	root, err := p.Parse(" \n" + doc)
 	if err != nil {
 		return false
 	}
@@ -79,6 +89,14 @@ func probeLayout() (ok bool) {
 	}
 	n, s := view(a.a[0]), view(a.a[1])
 	if n.t != fastjson.TypeNumber || n.s != "12.5" || s.t != fjRawString || s.s != `s\t` {
+		return false
+	}
+	// Strings and numbers are slices of the parser's copy of the text, at
+	// the offsets they have in it (unitView relies on this).
+	pb := (*fjParser)(unsafe.Pointer(&p)).b
+	if string(pb) != doc ||
+		unsafe.StringData(r.o.kvs[0].k) != &pb[2] || unsafe.StringData(r.o.kvs[1].k) != &pb[21] ||
+		unsafe.StringData(n.s) != &pb[8] || unsafe.StringData(s.s) != &pb[14] {
 		return false
 	}
 	// After the public calls unescape, the mirror sees the results.

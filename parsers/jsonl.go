@@ -1,6 +1,8 @@
 package parsers
 
 import (
+	"unsafe"
+
 	"github.com/valyala/fastjson"
 
 	"github.com/tracepipe/tracepipe/pipeline"
@@ -169,6 +171,13 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 				continue
 			}
 		} else if d.usedValue(v) {
+			continue
+		}
+		if t := d.typ(v); t != fastjson.TypeObject {
+			// A top-level scalar or array: its key is the member's own.
+			k := kvs[i].k
+			typ, val := d.attrValue(b, v, t)
+			b.Attrs = append(b.Attrs, pipeline.Attr{Key: d.copy(b, unsafe.Slice(unsafe.StringData(k), len(k))), Value: val, Type: typ})
 			continue
 		}
 		d.key = append(d.key[:0], kvs[i].k...)

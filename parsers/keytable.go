@@ -8,6 +8,9 @@ import "math/bits"
 type keyTable struct {
 	slots []keySlot
 	shift uint8
+	// filter rejects most absent keys before hashing: bit keyBit(k) of
+	// filter[min(len(k), 31)] is set for every key in the table.
+	filter [32]uint64
 }
 
 type keySlot struct {
@@ -25,6 +28,11 @@ func keyHash(k string) uint32 {
 	return h * 0x9E3779B1
 }
 
+// keyBit picks a filter bit from the first and last bytes of k (not empty).
+func keyBit(k string) uint64 {
+	return 1 << ((uint(k[0])*7 + uint(k[len(k)-1])) & 63)
+}
+
 // newKeyTable builds the table with a load factor of at most 1/4.
 func newKeyTable(m map[string][]fieldEntry) keyTable {
 	size := 16
@@ -39,12 +47,18 @@ func newKeyTable(m map[string][]fieldEntry) keyTable {
 			i = (i + 1) & mask
 		}
 		t.slots[i] = keySlot{key: k, entries: es}
+		if k != "" {
+			t.filter[min(len(k), 31)] |= keyBit(k)
+		}
 	}
 	return t
 }
 
 // lookup returns the entries of key k, or nil.
 func (t *keyTable) lookup(k string) []fieldEntry {
+	if k != "" && t.filter[min(len(k), 31)]&keyBit(k) == 0 {
+		return nil
+	}
 	mask := uint32(len(t.slots) - 1)
 	for i := keyHash(k) >> t.shift; ; i = (i + 1) & mask {
 		s := &t.slots[i]

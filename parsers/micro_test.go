@@ -31,7 +31,7 @@ func BenchmarkCopyID(b *testing.B) {
 	batch := &pipeline.Batch{}
 	for i := 0; i < b.N; i++ {
 		batch.Arena = batch.Arena[:0]
-		if _, ok := copyID(batch, s, true); !ok {
+		if _, ok := copyID(batch, s, nil, true); !ok {
 			b.Fatal()
 		}
 	}

@@ -461,7 +461,7 @@ func (d *Decoder) anyValue(b *pipeline.Batch, v *fastjson.Value) (pipeline.AttrT
 		case "intValue", "doubleValue":
 			switch d.typ(c) {
 			case fastjson.TypeNumber:
-				typ, out = pipeline.AttrNumber, b.Copy(d.number(c))
+				typ, out = pipeline.AttrNumber, d.copyLit(b, d.number(c))
 			case fastjson.TypeString:
 				s := d.strBytes(c)
 				if validNumber(s) {

@@ -66,48 +66,59 @@ const (
 )
 
 // special flags (high bit of each byte) the bytes of w that are < 0x20,
-// >= 0x80 or a backslash. The range test borrows nowhere (each byte is
-// >= 0x80 before the subtraction); the backslash test can add false flags
-// only above a true one, so the lowest flag is always exact.
+// >= 0x80 or a backslash; it is zero exactly when w has none. The
+// subtractions borrow only out of a byte that is flagged (or borrowed into
+// and flagged), so false flags can appear only above a true one and the
+// lowest flag is always exact: a byte in [0x20, 0x80) other than '\\' minus
+// 0x20 stays below 0x60, and xor '\\' minus 1 below 0x7f.
 func special(w uint64) uint64 {
-	plain := ((w | highs) - 0x20*ones) &^ w // 0x20 <= b < 0x80
 	x := w ^ ('\\' * ones)
-	bs := (x - ones) &^ x
-	return (^plain | bs) & highs
+	return ((w - 0x20*ones) | (x - ones) | w) & highs
 }
 
 // specialQ is special plus the double quote.
 func specialQ(w uint64) uint64 {
-	plain := ((w | highs) - 0x20*ones) &^ w
 	x := w ^ ('\\' * ones)
-	bs := (x - ones) &^ x
 	q := w ^ ('"' * ones)
-	qs := (q - ones) &^ q
-	return (^plain | bs | qs) & highs
+	return ((w - 0x20*ones) | (x - ones) | (q - ones) | w) & highs
 }
 
-// plainRun returns the length of the run of 16-byte blocks at the start of
-// p with no special byte (32 bytes per round while it can, for the CPU's
-// parallelism).
-func plainRun(p []byte) int {
-	n := 0
-	for len(p) >= 32 {
-		m := special(binary.LittleEndian.Uint64(p)) | special(binary.LittleEndian.Uint64(p[8:16])) |
-			special(binary.LittleEndian.Uint64(p[16:24])) | special(binary.LittleEndian.Uint64(p[24:32]))
+// nextSpecial returns the offset of the first byte at or after i that is
+// < 0x20, >= 0x80 or a backslash, or len(data): 32 bytes per round while it
+// can (for the CPU's parallelism), then 8, then one.
+func nextSpecial(data []byte, i int) int {
+	n := len(data)
+	for i+32 <= n {
+		p := data[i : i+32 : i+32]
+		m := special(binary.LittleEndian.Uint64(p)) | special(binary.LittleEndian.Uint64(p[8:])) |
+			special(binary.LittleEndian.Uint64(p[16:])) | special(binary.LittleEndian.Uint64(p[24:]))
 		if m != 0 {
 			break
 		}
-		p = p[32:]
-		n += 32
+		i += 32
 	}
-	for len(p) >= 16 {
-		if special(binary.LittleEndian.Uint64(p))|special(binary.LittleEndian.Uint64(p[8:16])) != 0 {
-			break
+	for i+8 <= n {
+		if m := special(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
 		}
-		p = p[16:]
-		n += 16
+		i += 8
+	}
+	for i < n {
+		if c := data[i]; c < 0x20 || c >= 0x80 || c == '\\' {
+			return i
+		}
+		i++
 	}
 	return n
+}
+
+// utf8Len returns the length of the valid UTF-8 sequence at data[i] (a byte
+// >= 0x80), or 0 if it is not one. Two-byte sequences are read inline.
+func utf8Len(data []byte, i int) int {
+	if c := data[i]; c >= 0xC2 && c < 0xE0 && i+1 < len(data) && data[i+1]&0xC0 == 0x80 {
+		return 2
+	}
+	return validRuneLen(data[i:])
 }
 
 // scanText checks the bytes of one JSON text (see the package comment at the
@@ -115,20 +126,8 @@ func plainRun(p []byte) int {
 // of failing.
 func scanText(data []byte, allowBadUTF8 bool) scanResult {
 	var st scanResult
-	i, n := 0, len(data)
-	for i < n {
-		i += plainRun(data[i:])
-		if i >= n {
-			break
-		}
-		if i+8 <= n {
-			m := special(binary.LittleEndian.Uint64(data[i:]))
-			if m == 0 {
-				i += 8
-				continue
-			}
-			i += bits.TrailingZeros64(m) >> 3
-		}
+	n := len(data)
+	for i := nextSpecial(data, 0); i < n; i = nextSpecial(data, i) {
 		c := data[i]
 		switch {
 		case c == '\\':
@@ -141,7 +140,7 @@ func scanText(data []byte, allowBadUTF8 bool) scanResult {
 			st.escapes = true
 			i = next
 		case c >= 0x80:
-			size := validRuneLen(data[i:])
+			size := utf8Len(data, i)
 			if size == 0 {
 				if !allowBadUTF8 {
 					st.code, st.pos = codeUTF8, i
@@ -151,14 +150,12 @@ func scanText(data []byte, allowBadUTF8 bool) scanResult {
 				size = 1
 			}
 			i += size
-		case c < 0x20:
+		default: // c < 0x20
 			if c == '\t' || c == '\n' || c == '\r' {
 				return scanAware(data, allowBadUTF8)
 			}
 			st.code, st.pos = codeControl, i
 			return st
-		default:
-			i++
 		}
 	}
 	return st
@@ -200,7 +197,7 @@ func scanAware(data []byte, allowBadUTF8 bool) scanResult {
 				st.escapes = true
 				i = next
 			case c >= 0x80:
-				size := validRuneLen(data[i:])
+				size := utf8Len(data, i)
 				if size == 0 {
 					if !allowBadUTF8 {
 						st.code, st.pos = codeUTF8, i
@@ -361,6 +358,7 @@ func onlySpace(data []byte) bool {
 // parse runs the byte checks and Parse on data. The value is valid until
 // the next parse on d. Numbers are not checked yet: the caller walks them.
 func (d *Decoder) parse(data []byte, allowBadUTF8 bool) (*fastjson.Value, failure) {
+	d.vsrc, d.vbase = nil, 0
 	if onlySpace(data) {
 		return nil, failure{codeEmpty, "empty unit: no JSON value"}
 	}

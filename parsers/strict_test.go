@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/bits"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -384,6 +385,38 @@ func TestSpecialExhaustive(t *testing.T) {
 						t.Fatalf("byte %#x at %d: lowest flag at %d", c, pos, bits.TrailingZeros64(m)>>3)
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestSpecialMixed checks the classifiers on words of mixed bytes, where a
+// borrow out of one special byte may flag the bytes above it: the lowest
+// flag must still be the first special byte, and no flag without one.
+func TestSpecialMixed(t *testing.T) {
+	pool := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 'a', 0x7f, 0x80, 0xc3, 0xff}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		var w uint64
+		var p [8]byte
+		for i := range p {
+			p[i] = pool[rng.IntN(len(pool))]
+			w |= uint64(p[i]) << (8 * i)
+		}
+		for _, quote := range []bool{false, true} {
+			first := 8
+			for i, c := range p {
+				if c < 0x20 || c >= 0x80 || c == '\\' || (quote && c == '"') {
+					first = i
+					break
+				}
+			}
+			m := special(w)
+			if quote {
+				m = specialQ(w)
+			}
+			if got := bits.TrailingZeros64(m) >> 3; got != first {
+				t.Fatalf("% x quote=%v: lowest flag at %d, first special at %d", p, quote, got, first)
 			}
 		}
 	}

@@ -149,10 +149,23 @@ func TestGoDuration(t *testing.T) {
 func TestIDs(t *testing.T) {
 	f := func(in string, trace bool, want string, wantOK bool) {
 		t.Helper()
-		b := &pipeline.Batch{}
-		got, ok := copyID(b, []byte(in), trace)
-		if ok != wantOK || string(got) != want {
-			t.Errorf("copyID(%q, %v) = %q, %v; want %q, %v", in, trace, got, ok, want, wantOK)
+		// Without a view, and with one: a lowercase id is returned as its
+		// view, anything else as a copy.
+		for _, withView := range []bool{false, true} {
+			b := &pipeline.Batch{}
+			s := []byte(in)
+			var view []byte
+			if withView {
+				view = s
+			}
+			got, ok := copyID(b, s, view, trace)
+			if ok != wantOK || string(got) != want {
+				t.Errorf("copyID(%q, %v, view %v) = %q, %v; want %q, %v", in, trace, withView, got, ok, want, wantOK)
+			}
+			isView := len(got) > 0 && &got[0] == &s[0]
+			if lower := want == in; isView != (withView && lower && want != "") {
+				t.Errorf("copyID(%q, %v, view %v): returned the view: %v", in, trace, withView, isView)
+			}
 		}
 	}
 	f("4BF92F3577B34DA6A3CE929D0E0E4736", true, "4bf92f3577b34da6a3ce929d0e0e4736", true)

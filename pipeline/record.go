@@ -41,7 +41,7 @@ const (
 )
 
 // Attr is one attribute of a record. Key and Value are views into the
-// batch's arena, valid until the batch is Reset.
+// batch (Buf or Arena), valid until the batch is Reset.
 type Attr struct {
 	Key   []byte
 	Value []byte
