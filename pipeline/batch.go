@@ -84,8 +84,13 @@ type Unit struct {
 // GetBatch and return it with PutBatch; it must not be used after PutBatch.
 type Batch struct {
 	Source *Source
-	Buf    []byte
-	Units  []Unit
+	// Buf holds the units' raw bytes. A record field or attribute that is a
+	// view into Buf is text taken verbatim from a strictly validated JSON
+	// unit (a string's contents without escapes, a number literal, a hex
+	// id): it needs no escaping to be written back as JSON, which sinks rely
+	// on. Text that was unescaped, transformed or built goes into Arena.
+	Buf   []byte
+	Units []Unit
 
 	Records []Record
 	// Arena holds decoded strings and re-encoded payloads the records point

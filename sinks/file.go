@@ -101,7 +101,7 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
 		if r.Failed() || r.Filtered {
 			continue
 		}
-		out = AppendRecord(out, r)
+		out = AppendRecord(out, r, b.Buf)
 	}
 	b.Out = out
 	if len(out) == 0 {

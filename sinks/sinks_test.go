@@ -41,7 +41,7 @@ func TestAppendRecord(t *testing.T) {
 	b := pipeline.GetBatch()
 	defer pipeline.PutBatch(b)
 	r := sampleRecord(b)
-	got := string(AppendRecord(nil, r))
+	got := string(AppendRecord(nil, r, nil))
 	want := `{"time":"2026-01-01T00:00:00.123456789Z","time_unix_nano":1767225600123456789,"signal":"span",` +
 		`"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174","service":"check\"out",` +
 		`"name":"GET /cart\n\u0001","kind":"server","duration_ns":1500,"attributes":{"http.status_code":200,` +
@@ -79,7 +79,7 @@ func TestAppendRecordAllocatesNothing(t *testing.T) {
 	defer pipeline.PutBatch(b)
 	r := sampleRecord(b)
 	dst := make([]byte, 0, 4096)
-	if n := testing.AllocsPerRun(1000, func() { dst = AppendRecord(dst[:0], r) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { dst = AppendRecord(dst[:0], r, nil) }); n != 0 {
 		t.Fatalf("AppendRecord allocates %v times per record", n)
 	}
 }
@@ -142,10 +142,10 @@ func TestFileSinkRotatesAndCompletes(t *testing.T) {
 func BenchmarkAppendRecord(b *testing.B) {
 	batch := pipeline.GetBatch()
 	r := sampleRecord(batch)
-	dst := AppendRecord(nil, r)
+	dst := AppendRecord(nil, r, nil)
 	b.SetBytes(int64(len(dst)))
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = AppendRecord(dst[:0], r)
+		dst = AppendRecord(dst[:0], r, nil)
 	}
 }
