@@ -43,7 +43,7 @@ fuzz:
 # Micro-benchmarks beside the code (parsers with their encoding/json
 # baseline, the reader, the encoder, the DLQ).
 bench:
-	$(GO) test -run XXX -bench . -benchmem -benchtime $(BENCHTIME) ./parsers/ ./sources/... ./sinks/ ./pipeline/... ./gen/
+	$(GO) test -run XXX -bench . -benchmem -benchtime $(BENCHTIME) ./parsers/ ./sources/... ./sinks/ ./pipeline/... ./gen/ ./internal/...
 
 corpus: $(CORPUS)
 $(CORPUS):

@@ -10,13 +10,15 @@ mkdir -p bench/out
 run() { # name config input...
   local name=$1 cfg=$2; shift 2
   rm -rf bench/out/records bench/out/dlq
+  # Let the previous run's writeback finish: it would be charged to this one.
+  sync; sleep 3
   /usr/bin/time -f '%M' -o bench/out/$name.rss \
     "$bin" replay -c "$cfg" --no-progress --report bench/out/$name.json "$@" >/dev/null
   local mbs rss secs
   mbs=$(sed -n 's/.*"mb_per_s": \([0-9.]*\).*/\1/p' bench/out/$name.json)
   secs=$(sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p' bench/out/$name.json)
   rss=$(( $(cat bench/out/$name.rss) / 1024 ))
-  printf '%-28s %8.1f MB/s %7.2f s  peak RSS %4d MiB\n' "$name" "$mbs" "$secs" "$rss"
+  printf '%-16s %7.1f MB/s %6.2f s  peak RSS %3d MiB\n' "$name" "$mbs" "$secs" "$rss"
 }
 
 # Warm the page cache.
