@@ -110,6 +110,9 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.done == nil {
+		return fmt.Errorf("file sink %s: write after Close", s.opts.Name)
+	}
 	if s.err == nil {
 		s.err = s.completionErr()
 	}

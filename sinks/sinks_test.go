@@ -111,6 +111,13 @@ func TestFileSinkRotatesAndCompletes(t *testing.T) {
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// A write after Close is an error, not a hang.
+	late := pipeline.GetBatch()
+	sampleRecord(late)
+	if err := s.Write(context.Background(), late); err == nil || !strings.Contains(err.Error(), "after Close") {
+		t.Fatalf("write after Close: %v", err)
+	}
+	pipeline.PutBatch(late)
 	parts, _ = filepath.Glob(filepath.Join(dir, "*.part"))
 	if len(parts) != 0 {
 		t.Fatalf(".part files left after Close: %v", parts)

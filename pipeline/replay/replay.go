@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/tracepipe/tracepipe/config"
@@ -103,9 +104,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
+	// The watcher stops input when the DLQ reaches its cap. It is waited
+	// for before dlqFull is read, and a cap reached only while the last
+	// entries are flushed (input all read) does not count as stopping early.
 	var dlqFull bool
 	finished := make(chan struct{})
-	go func() {
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
 		select {
 		case <-backend.Full():
 			dlqFull = true
@@ -113,7 +118,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 			stopReading()
 		case <-finished:
 		}
-	}()
+	})
 
 	var total int64
 	for _, f := range files {
@@ -131,6 +136,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	}()
 	runner.Run(ctx, batches)
 	close(finished)
+	watcher.Wait()
 	bar.stop()
 
 	// Everything read is handled; now make it durable. Close the DLQ last:
