@@ -73,6 +73,13 @@ type Decoder struct {
 	topUsed  uint64            // bit i: top-level value i went into a field
 	usedVals []*fastjson.Value // the other values that went into a field
 
+	// single-pass jsonl state of the current line (singlepass.go): the
+	// candidates hold views into the batch's Buf, valid until it is Reset
+	// (PutDecoder clears them).
+	spHits [numFields]spHit
+	spPos  []int32 // per attribute appended: offset of its scalar value, or -1
+	spTmp  []byte  // unescaped text of a string read from scratch
+
 	// OTLP state of the current resource and scope.
 	resAttrs    []pipeline.Attr
 	resReplaced bool
@@ -114,6 +121,15 @@ func PutDecoder(d *Decoder) {
 	d.fix, d.num, d.key = d.fix[:0], d.num[:0], d.key[:0]
 	d.vsrc, d.vbase = nil, 0
 	d.hits = [numFields]hit{}
+	d.spHits = [numFields]spHit{}
+	if cap(d.spPos) > maxPooledScratch {
+		d.spPos = nil
+	}
+	d.spPos = d.spPos[:0]
+	if cap(d.spTmp) > maxPooledScratch {
+		d.spTmp = nil
+	}
+	d.spTmp = d.spTmp[:0]
 	clear(d.kvStack)
 	d.kvStack = d.kvStack[:0]
 	clear(d.usedVals)
@@ -132,7 +148,9 @@ func PutDecoder(d *Decoder) {
 // (none for a valid document without any). Every []byte of the records is a
 // view into b.Buf (text taken verbatim from the unit) or b.Arena (text
 // unescaped, transformed or built), valid until b is Reset. f should not be FormatAuto; if
-// it is, the unit's own content decides.
+// it is, the unit's own content decides. jsonl lines go through the single
+// pass first (decodeJSONLSinglePass), and through fastjson's tree when it
+// gives up.
 func (d *Decoder) Decode(b *pipeline.Batch, u int, f pipeline.Format) {
 	unit := &b.Units[u]
 	if unit.Flags&pipeline.UnitTooLarge != 0 {
@@ -141,6 +159,16 @@ func (d *Decoder) Decode(b *pipeline.Batch, u int, f pipeline.Format) {
 			"unit of "+strconv.FormatInt(unit.Size, 10)+" bytes is over the maximum")
 		return
 	}
+	if f == pipeline.FormatJSONL && singlePass && fastView && unit.Flags == 0 && d.decodeJSONLSinglePass(b, u) {
+		return
+	}
+	d.decodeTree(b, u, f)
+}
+
+// decodeTree is Decode through fastjson's tree: every format, and the jsonl
+// lines the single pass gives up on (see decodeJSONLSinglePass).
+func (d *Decoder) decodeTree(b *pipeline.Batch, u int, f pipeline.Format) {
+	unit := &b.Units[u]
 	d.bad = failure{}
 	d.badUTF8, d.escapes, d.raw = false, false, false
 	data := b.Buf[unit.Start:unit.End]

@@ -11,6 +11,14 @@
 // as U+FFFD, as encoding/json does; nesting deeper than fastjson.MaxDepth
 // (300) is malformed, code "too_deep".
 //
+// jsonl lines take a faster road first: a single forward walk over the
+// line's bytes that validates, extracts the record fields and flattens the
+// attributes at once, without fastjson (singlepass.go). It handles the
+// common line (a valid object, in valid UTF-8, whose record succeeds) and
+// hands every other line to the fastjson path, which decides failures as
+// before; a differential fuzz target holds the two paths to the same
+// records.
+//
 // A unit that fails becomes exactly one failed record (class malformed,
 // invalid or too_large); a document holding many spans or log records
 // yields one record each, and a failing one carries its own JSON as payload.
