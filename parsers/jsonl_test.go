@@ -56,10 +56,11 @@ type stdJSONLDense struct {
 // encoding/json decoding the same lines into structs.
 func BenchmarkDecodeJSONL(b *testing.B) {
 	b.Logf("line %d bytes, dense line %d bytes", len(jsonlSpanLine), len(jsonlDenseLine))
-	b.Run("fastjson", func(b *testing.B) { benchDecode(b, jsonlSpanLine, pipeline.FormatJSONL) })
+	b.Run("singlepass", func(b *testing.B) { benchDecode(b, jsonlSpanLine, pipeline.FormatJSONL) })
+	b.Run("tree_fastjson", func(b *testing.B) { withoutSinglePass(b); benchDecode(b, jsonlSpanLine, pipeline.FormatJSONL) })
 	b.Run("encoding_json", func(b *testing.B) { benchStd[stdJSONLSpan](b, jsonlSpanLine, false) })
 	b.Run("encoding_json_valid", func(b *testing.B) { benchStd[stdJSONLSpan](b, jsonlSpanLine, true) })
-	b.Run("dense_fastjson", func(b *testing.B) { benchDecode(b, jsonlDenseLine, pipeline.FormatJSONL) })
+	b.Run("dense_singlepass", func(b *testing.B) { benchDecode(b, jsonlDenseLine, pipeline.FormatJSONL) })
 	b.Run("dense_encoding_json", func(b *testing.B) { benchStd[stdJSONLDense](b, jsonlDenseLine, false) })
 	b.Run("strict_check_only", func(b *testing.B) { benchValid(b, jsonlSpanLine) })
 	b.Run("fastjson_parse_only", func(b *testing.B) {
@@ -110,4 +111,11 @@ func TestJSONLFlattenLimits(t *testing.T) {
 	if n := len(r.Attrs[0].Key); n != 1+2*maxFlattenDepth {
 		t.Errorf("key %q", r.Attrs[0].Key)
 	}
+}
+
+// withoutSinglePass makes jsonl decode through the fastjson tree path for
+// the rest of b, to compare the two.
+func withoutSinglePass(b *testing.B) {
+	singlePass = false
+	b.Cleanup(func() { singlePass = true })
 }
