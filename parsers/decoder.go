@@ -156,7 +156,8 @@ func (d *Decoder) Decode(b *pipeline.Batch, u int, f pipeline.Format) {
 	if unit.Flags&pipeline.UnitTooLarge != 0 {
 		r := b.NewRecord(u)
 		r.Fail(stage, pipeline.ClassTooLarge, codeTooLarge,
-			"unit of "+strconv.FormatInt(unit.Size, 10)+" bytes is over the maximum")
+			"line or document of "+strconv.FormatInt(unit.Size, 10)+" bytes is over the maximum (input.max_line_bytes / input.max_document_bytes); first "+
+				strconv.Itoa(unit.End-unit.Start)+" bytes kept")
 		return
 	}
 	if f == pipeline.FormatJSONL && singlePass && fastView && unit.Flags == 0 && d.decodeJSONLSinglePass(b, u) {

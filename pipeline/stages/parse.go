@@ -37,7 +37,8 @@ func (p *Parse) Process(_ context.Context, b *pipeline.Batch) {
 	parsers.PutDecoder(d)
 }
 
-// decode decodes one unit; on panic it drops what the unit had appended and
+// decode decodes one unit (too-large units included: the decoder fails
+// them); on panic it drops what the unit had appended and
 // leaves one panic record in its place.
 func (p *Parse) decode(d *parsers.Decoder, b *pipeline.Batch, u int, format pipeline.Format) {
 	n := len(b.Records)
@@ -47,14 +48,5 @@ func (p *Parse) decode(d *parsers.Decoder, b *pipeline.Batch, u int, format pipe
 			b.NewRecord(u).Fail("parse", pipeline.ClassPanic, "panic", fmt.Sprintf("panic while parsing %s: %v\n%s", format, r, debug.Stack()))
 		}
 	}()
-	if b.Units[u].Flags&pipeline.UnitTooLarge != 0 {
-		limit := "max_line_bytes"
-		if format != pipeline.FormatJSONL {
-			limit = "max_line_bytes / max_document_bytes"
-		}
-		b.NewRecord(u).Fail("read", pipeline.ClassTooLarge, "too_large",
-			fmt.Sprintf("unit of %d bytes is over %s; first %d bytes kept", b.Units[u].Size, limit, b.Units[u].End-b.Units[u].Start))
-		return
-	}
 	d.Decode(b, u, format)
 }
