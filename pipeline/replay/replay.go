@@ -168,26 +168,15 @@ func ParserOptions(cfg *config.Config) (*parsers.Options, error) {
 	o.InvalidUTF8 = cfg.Parse.InvalidUTF8
 	o.MissingTraceID = cfg.Parse.MissingTraceID
 	o.TimeUnit = cfg.Parse.TimeUnit
-	j := &cfg.Parse.JSONL
-	set := func(dst *[]string, src []string) {
-		if len(src) > 0 {
-			*dst = src
+	for _, p := range jsonlPaths(&cfg.Parse.JSONL, &o.JSONL) {
+		if len(*p.cfg) > 0 {
+			*p.opt = *p.cfg
 		}
 	}
-	set(&o.JSONL.TraceID, j.TraceID)
-	set(&o.JSONL.SpanID, j.SpanID)
-	set(&o.JSONL.ParentID, j.ParentID)
-	set(&o.JSONL.Service, j.Service)
-	set(&o.JSONL.Name, j.Name)
-	set(&o.JSONL.Message, j.Message)
-	set(&o.JSONL.Kind, j.Kind)
-	set(&o.JSONL.Status, j.Status)
-	set(&o.JSONL.Severity, j.Severity)
-	set(&o.JSONL.Time, j.Time)
-	if len(j.Duration) > 0 {
-		o.JSONL.Duration = o.JSONL.Duration[:0]
-		for _, d := range j.Duration {
-			o.JSONL.Duration = append(o.JSONL.Duration, parsers.DurationField{Path: d.Path, Unit: d.Unit})
+	if d := cfg.Parse.JSONL.Duration; len(d) > 0 {
+		o.JSONL.Duration = make([]parsers.DurationField, 0, len(d))
+		for _, x := range d {
+			o.JSONL.Duration = append(o.JSONL.Duration, parsers.DurationField{Path: x.Path, Unit: x.Unit})
 		}
 	}
 	if err := o.Prepare(); err != nil {
@@ -200,23 +189,25 @@ func ParserOptions(cfg *config.Config) (*parsers.Options, error) {
 // parsers' built-in defaults, so that printing cfg shows what is in effect.
 func ShowParserDefaults(cfg *config.Config) {
 	d := parsers.DefaultJSONLFields()
-	j := &cfg.Parse.JSONL
-	for _, f := range []struct {
-		dst *[]string
-		def []string
-	}{
-		{&j.TraceID, d.TraceID}, {&j.SpanID, d.SpanID}, {&j.ParentID, d.ParentID},
-		{&j.Service, d.Service}, {&j.Name, d.Name}, {&j.Message, d.Message},
-		{&j.Kind, d.Kind}, {&j.Status, d.Status}, {&j.Severity, d.Severity}, {&j.Time, d.Time},
-	} {
-		if len(*f.dst) == 0 {
-			*f.dst = f.def
+	for _, p := range jsonlPaths(&cfg.Parse.JSONL, &d) {
+		if len(*p.cfg) == 0 {
+			*p.cfg = *p.opt
 		}
 	}
-	if len(j.Duration) == 0 {
+	if len(cfg.Parse.JSONL.Duration) == 0 {
 		for _, x := range d.Duration {
-			j.Duration = append(j.Duration, config.DurationField{Path: x.Path, Unit: x.Unit})
+			cfg.Parse.JSONL.Duration = append(cfg.Parse.JSONL.Duration, config.DurationField{Path: x.Path, Unit: x.Unit})
 		}
+	}
+}
+
+// jsonlPaths pairs each config list of JSONL field paths with the parser
+// option it sets: the one place the two schemas are matched up.
+func jsonlPaths(c *config.JSONLPaths, o *parsers.JSONLFields) []struct{ cfg, opt *[]string } {
+	return []struct{ cfg, opt *[]string }{
+		{&c.TraceID, &o.TraceID}, {&c.SpanID, &o.SpanID}, {&c.ParentID, &o.ParentID},
+		{&c.Service, &o.Service}, {&c.Name, &o.Name}, {&c.Message, &o.Message},
+		{&c.Kind, &o.Kind}, {&c.Status, &o.Status}, {&c.Severity, &o.Severity}, {&c.Time, &o.Time},
 	}
 }
 

@@ -353,3 +353,32 @@ func TestShippedConfigOnSampleLogs(t *testing.T) {
 		t.Fatalf("%d records written", n)
 	}
 }
+
+// TestReplayCustomJSONLPaths: field paths from config reach the parser.
+func TestReplayCustomJSONLPaths(t *testing.T) {
+	in, out := t.TempDir(), t.TempDir()
+	line := `{"tid":"4bf92f3577b34da6a3ce929d0e0e4736","sid":"00f067aa0ba902b7","app":"cart","op":"GET /x","took":12,"when":1700000000123}` + "\n"
+	if err := os.WriteFile(filepath.Join(in, "a.jsonl"), []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, out, `parse:
+  jsonl:
+    trace_id: [tid]
+    span_id: [sid]
+    service: [app]
+    name: [op]
+    time: [when]
+    duration: [{path: took, unit: ms}]
+`)
+	rep, err := Run(context.Background(), cfg, Options{Paths: []string{in}, Logger: quietLogger()})
+	if err != nil || rep.RecordsOut != 1 {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+	r := readOutput(t, filepath.Join(out, "records"))[0]
+	for k, want := range map[string]any{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7",
+		"service": "cart", "name": "GET /x", "duration_ns": float64(12e6), "time_unix_nano": float64(1700000000123e6)} {
+		if r[k] != want {
+			t.Errorf("%s = %v, want %v (record %v)", k, r[k], want, r)
+		}
+	}
+}
