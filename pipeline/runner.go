@@ -161,13 +161,10 @@ func (r *Runner) write(ctx context.Context, s Sink, b *Batch) (err error) {
 	return s.Write(ctx, b)
 }
 
-// deadLetter builds the DLQ entry for record i and hands it over.
-func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
-	rec := &b.Records[i]
-	u := &b.Units[rec.Unit]
+// newEntry starts a DLQ entry for failure f, made now by this process.
+func (r *Runner) newEntry(f Failure, msg string, src dlq.Source) *dlq.Entry {
 	now := time.Now().UTC()
-	f := rec.Failure
-	e := &dlq.Entry{
+	return &dlq.Entry{
 		Version:         dlq.SchemaVersion,
 		ID:              dlq.NewID(now),
 		Time:            now,
@@ -175,20 +172,28 @@ func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
 		Component:       f.Component,
 		Host:            r.o.Host,
 		PipelineVersion: r.o.Version,
-		Error:           dlq.Error{Class: string(f.Class), Code: f.Code, Message: cutFailure(f)},
+		Error:           dlq.Error{Class: string(f.Class), Code: f.Code, Message: msg},
 		Attempts:        1,
 		FirstFailure:    now,
 		LastFailure:     now,
-		Source:          dlq.Source{Kind: "file", Offset: u.Offset, Line: u.Line},
-		TraceID:         string(rec.TraceID),
-		SpanID:          string(rec.SpanID),
+		Source:          src,
 	}
-	if src := b.Source; src != nil {
-		e.Source.Kind, e.Source.Path, e.Source.Format = src.Kind, src.Path, src.Format.String()
-		if e.Component == "" && f.Stage == "parse" {
-			e.Component = src.Format.String()
+}
+
+// deadLetter builds the DLQ entry for record i and hands it over.
+func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
+	rec := &b.Records[i]
+	u := &b.Units[rec.Unit]
+	f := rec.Failure
+	src := dlq.Source{Kind: "file", Offset: u.Offset, Line: u.Line}
+	if b.Source != nil {
+		src.Kind, src.Path, src.Format = b.Source.Kind, b.Source.Path, b.Source.Format.String()
+		if f.Component == "" && f.Stage == "parse" {
+			f.Component = b.Source.Format.String()
 		}
 	}
+	e := r.newEntry(f, cutFailure(f), src)
+	e.TraceID, e.SpanID = string(rec.TraceID), string(rec.SpanID)
 	if rec.Time != 0 {
 		t := time.Unix(0, rec.Time).UTC()
 		e.EventTime = &t
@@ -206,23 +211,10 @@ func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
 // corrupt stream): one DLQ entry of class file, which counts as one record
 // in. offset is how far reading got, in decompressed bytes.
 func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line int64, err error) {
-	now := time.Now().UTC()
-	e := &dlq.Entry{
-		Version:         dlq.SchemaVersion,
-		ID:              dlq.NewID(now),
-		Time:            now,
-		Stage:           "read",
-		Component:       "file",
-		Host:            r.o.Host,
-		PipelineVersion: r.o.Version,
-		Error:           dlq.Error{Class: string(ClassFile), Code: code, Message: CutMessage(err.Error())},
-		Attempts:        1,
-		FirstFailure:    now,
-		LastFailure:     now,
-		Source:          dlq.Source{Kind: "file", Path: path, Offset: offset, Line: line},
-	}
+	f := Failure{Stage: "read", Component: "file", Class: ClassFile, Code: code}
+	e := r.newEntry(f, CutMessage(err.Error()), dlq.Source{Kind: "file", Path: path, Offset: offset, Line: line})
 	e.SetPayload(nil, 0, 0)
-	r.o.Logger.Warn("file failed; the rest go on", "path", path, "code", code, "offset", offset, "err", CutMessage(err.Error()))
+	r.o.Logger.Warn("file failed; the rest go on", "path", path, "code", code, "offset", offset, "err", e.Error.Message)
 	c := batchCount{in: 1}
 	if perr := r.o.DLQ.Put(context.WithoutCancel(ctx), e); perr != nil {
 		c.lost = 1
@@ -233,14 +225,15 @@ func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line
 	r.o.Accounting.add(path, &c, true)
 }
 
+// cutFailure bounds a failure's message; a panic keeps more, for its stack.
 func cutFailure(f Failure) string {
-	if f.Class == ClassPanic && len(f.Message) > MaxPanicMessage {
+	if f.Class != ClassPanic {
+		return CutMessage(f.Message)
+	}
+	if len(f.Message) > MaxPanicMessage {
 		return f.Message[:MaxPanicMessage] + "…"
 	}
-	if f.Class == ClassPanic {
-		return f.Message
-	}
-	return CutMessage(f.Message)
+	return f.Message
 }
 
 func sourcePath(b *Batch) string {
