@@ -136,10 +136,6 @@ func (b *Batch) NewRecord(unit int) *Record {
 	return r
 }
 
-// DropLastRecord removes the record NewRecord returned last, for a parser
-// that found the record's unit empty after all.
-func (b *Batch) DropLastRecord() { b.Records = b.Records[:len(b.Records)-1] }
-
 // Payload returns the raw bytes that stand for record i in the DLQ: its own
 // payload when it has one, else its unit's bytes.
 func (b *Batch) Payload(i int) []byte {
