@@ -26,6 +26,7 @@ type Config struct {
 	Pipeline Pipeline `yaml:"pipeline"`
 	Sinks    []Sink   `yaml:"sinks"`
 	DLQ      DLQ      `yaml:"dlq"`
+	Windows  Windows  `yaml:"windows"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -114,6 +115,80 @@ type FileDLQ struct {
 	SyncEvery    time.Duration `yaml:"sync_every"`
 }
 
+// Windows configures per-window distinct counts (HyperLogLog). No metrics
+// means no window stage.
+type Windows struct {
+	Size            time.Duration `yaml:"size"`             // tumbling window length
+	AllowedLateness time.Duration `yaml:"allowed_lateness"` // watermark = max event time seen - this
+	Precision       int           `yaml:"precision"`        // HLL precision, 4..18 (2^p registers)
+	LatePolicy      string        `yaml:"late_policy"`      // dlq | drop | update
+	// KeepClosedFor is, under late_policy update, how long (in event time,
+	// past its close) a window still takes corrections; a record later
+	// than that goes to the DLQ as late.
+	KeepClosedFor time.Duration `yaml:"keep_closed_for"`
+	// UpdateEvery is, under late_policy update, how often corrected rows
+	// are written (late records are batched, not one row per record).
+	UpdateEvery    time.Duration `yaml:"update_every"`
+	MaxOpenWindows int           `yaml:"max_open_windows"` // past it the oldest window closes early
+	MaxGroups      int           `yaml:"max_groups"`       // per metric per window; past it: __overflow__
+	// Instance names this process in window rows; processes that write the
+	// same metric to one store must have distinct instances.
+	Instance string      `yaml:"instance"`
+	Metrics  []Metric    `yaml:"metrics"`
+	Sink     WindowsSink `yaml:"sink"`
+}
+
+// Metric is one distinct count: the field counted, the fields it is grouped
+// by, and an optional filter. Fields are record fields (trace_id, span_id,
+// parent_span_id, service, name, kind, status, severity, signal) or
+// attributes.KEY (KEY as flattened by the parser, e.g. attributes.user.id).
+type Metric struct {
+	Name    string      `yaml:"name"`
+	Count   string      `yaml:"count"`
+	GroupBy []string    `yaml:"group_by"`
+	Where   []Condition `yaml:"where"` // all must hold
+}
+
+// Condition is one test on a field: exactly one of in, not_in, exists.
+type Condition struct {
+	Field  string   `yaml:"field"`
+	In     []string `yaml:"in"`
+	NotIn  []string `yaml:"not_in"`
+	Exists *bool    `yaml:"exists"`
+}
+
+// WindowsSink is where closed windows are written. Exactly the block named
+// by Type is set (file gets a default).
+type WindowsSink struct {
+	Type  string        `yaml:"type"` // file | redis
+	File  *WindowsFile  `yaml:"file"`
+	Redis *WindowsRedis `yaml:"redis"`
+}
+
+// WindowsFile writes window rows as JSON lines into a folder.
+type WindowsFile struct {
+	Dir string `yaml:"dir"`
+}
+
+// Redis is a connection to a Redis server. Password (use ${VAR}) never
+// appears in logs or errors.
+type Redis struct {
+	Addr     string        `yaml:"addr"`
+	Username string        `yaml:"username"`
+	Password string        `yaml:"password"`
+	DB       int           `yaml:"db"`
+	TLS      bool          `yaml:"tls"`
+	Timeout  time.Duration `yaml:"timeout"` // dial, read and write
+}
+
+// WindowsRedis stores window sketches in Redis: one hash per metric and
+// window, one field per group and instance.
+type WindowsRedis struct {
+	Redis     `yaml:",inline"`
+	KeyPrefix string        `yaml:"key_prefix"`
+	TTL       time.Duration `yaml:"ttl"` // 0 keeps windows forever
+}
+
 // Log configures the process's own structured logs (stderr).
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
@@ -157,6 +232,7 @@ func (c *Config) applyDefaults() {
 			f.SyncEvery = time.Second
 		}
 	}
+	c.Windows.applyDefaults()
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.Format, "text")
 }
@@ -241,6 +317,7 @@ func (c *Config) Validate() error {
 		positive("dlq.file.queue", int64(f.Queue))
 		positive("dlq.file.sync_every", int64(f.SyncEvery))
 	}
+	c.Windows.validate(bad, oneOf, positive)
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json")
 	return errors.Join(errs...)

@@ -139,12 +139,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			return // a type error; Decode reports it with its line
 		}
 		fields := map[string]reflect.Type{}
-		for f := range t.Fields() {
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name != "" && name != "-" {
-				fields[name] = f.Type
-			}
-		}
+		structFields(t, fields)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			ft, ok := fields[k.Value]
@@ -167,6 +162,21 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 		}
 		for i := 1; i < len(n.Content); i += 2 {
 			checkKeys(n.Content[i], t.Elem(), join(path, n.Content[i-1].Value), errs)
+		}
+	}
+}
+
+// structFields maps the yaml keys of struct t to their types, looking
+// through `yaml:",inline"` fields.
+func structFields(t reflect.Type, fields map[string]reflect.Type) {
+	for f := range t.Fields() {
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" && opts == "inline" && f.Type.Kind() == reflect.Struct {
+			structFields(f.Type, fields)
+			continue
+		}
+		if name != "" && name != "-" {
+			fields[name] = f.Type
 		}
 	}
 }
