@@ -45,6 +45,9 @@ func ParseFormat(s string) (Format, bool) {
 // source only. A Source is shared by every batch of that file and must not be
 // changed once batches refer to it.
 type Source struct {
+	// ID tells the run's sources apart (a file's index in the reader's
+	// list; two sources may share a Path, e.g. a file given twice).
+	ID   int
 	Kind string // "file"
 	Path string
 	// Format is the resolved format of the file (never FormatAuto once the

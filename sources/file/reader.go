@@ -57,6 +57,11 @@ type Options struct {
 	// when Format is FormatAuto. A FormatAuto answer is taken as JSONL. It
 	// is called from reader goroutines, concurrently.
 	Detect func(*pipeline.Batch) pipeline.Format
+	// OnFileDone, when set, is called once per file after its last batch
+	// was sent (or it failed, or reading was cancelled), with the file's
+	// index in Run's list (its Source.ID) and how many batches were sent.
+	// Called from reader goroutines, concurrently.
+	OnFileDone func(id int, batches int64)
 }
 
 // Default limits.
@@ -171,8 +176,12 @@ func (r *Reader) Run(ctx context.Context, files []File, out chan<- *pipeline.Bat
 				if i >= int64(len(files)) {
 					return
 				}
-				if ferr, failed := w.readFile(ctx, files[i], out); failed && ctx.Err() == nil && onErr != nil {
+				w.sent = 0
+				if ferr, failed := w.readFile(ctx, files[i], int(i), out); failed && ctx.Err() == nil && onErr != nil {
 					onErr(ferr)
+				}
+				if r.opts.OnFileDone != nil {
+					r.opts.OnFileDone(int(i), w.sent)
 				}
 				if ctx.Err() == nil {
 					r.filesDone.Add(1)
@@ -192,6 +201,7 @@ type worker struct {
 	sp   splitter
 	disk countingReader
 	dec  countingReader
+	sent int64 // batches of the current file sent
 }
 
 func newWorker(r *Reader) *worker {
@@ -236,7 +246,7 @@ var (
 
 // readFile reads one file and sends its batches. It returns the file's error,
 // if it failed.
-func (w *worker) readFile(ctx context.Context, f File, out chan<- *pipeline.Batch) (FileError, bool) {
+func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipeline.Batch) (FileError, bool) {
 	opts := &w.r.opts
 	fail := func(code string, err error) (FileError, bool) {
 		fe := FileError{Path: f.Path, Offset: w.sp.offset(), Code: code, Err: err}
@@ -288,7 +298,7 @@ func (w *worker) readFile(ctx context.Context, f File, out chan<- *pipeline.Batc
 	w.dec.src = src
 	w.sp.reset(&w.dec, w.limits())
 
-	source := &pipeline.Source{Kind: "file", Path: f.Path, Format: opts.Format}
+	source := &pipeline.Source{ID: id, Kind: "file", Path: f.Path, Format: opts.Format}
 	var b *pipeline.Batch
 	for {
 		u, ok := w.sp.next()
@@ -356,6 +366,7 @@ func (w *worker) send(ctx context.Context, b *pipeline.Batch, out chan<- *pipeli
 	}
 	select {
 	case out <- b:
+		w.sent++
 		return true
 	case <-ctx.Done():
 		pipeline.PutBatch(b)

@@ -1,0 +1,110 @@
+package windows
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats are the window stage's counters, in one place for the report and
+// for telemetry. All are totals since the stage started unless named
+// otherwise.
+type Stats struct {
+	// MaxEventTime is the highest event time seen (Unix ns; 0 = none yet).
+	MaxEventTime atomic.Int64
+	// Watermark is MaxEventTime - allowed lateness (Unix ns; 0 = none yet).
+	Watermark atomic.Int64
+	// OpenWindows is the windows between the watermark and MaxEventTime
+	// that can still take records on time (a gauge).
+	OpenWindows atomic.Int64
+
+	Counted      atomic.Int64 // records counted into at least one metric
+	MissingValue atomic.Int64 // (record, metric) pairs skipped: the counted field was empty
+	NoTime       atomic.Int64 // records without an event time: not windowed
+	Overflow     atomic.Int64 // (record, metric) pairs counted into the __overflow__ group
+
+	LateDLQ     atomic.Int64 // late records sent to the DLQ (late_policy dlq)
+	LateDropped atomic.Int64 // late records dropped (late_policy drop)
+	LateUpdated atomic.Int64 // late records that corrected a closed window (late_policy update)
+	LateExpired atomic.Int64 // late records past keep_closed_for, sent to the DLQ (late_policy update)
+
+	WindowsClosed atomic.Int64 // windows closed (each once)
+	WindowsForced atomic.Int64 // of which closed early by max_open_windows
+	RowsWritten   atomic.Int64 // rows the windows sink took
+	RowsUpdated   atomic.Int64 // of which corrections (revision > 1)
+	RowsFailed    atomic.Int64 // rows the windows sink refused, handed to the DLQ
+}
+
+// Lag is how far the watermark is behind now: how stale the newest
+// closable window is. Zero before any record.
+func (s *Stats) Lag(now time.Time) time.Duration {
+	w := s.Watermark.Load()
+	if w == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, w))
+}
+
+// Snapshot is Stats as plain numbers, for reports.
+type Snapshot struct {
+	Watermark     string `json:"watermark,omitempty"`
+	OpenWindows   int64  `json:"open_windows"`
+	Counted       int64  `json:"records_counted"`
+	MissingValue  int64  `json:"missing_value"`
+	NoTime        int64  `json:"no_time"`
+	Overflow      int64  `json:"overflow"`
+	LateDLQ       int64  `json:"late_dlq"`
+	LateDropped   int64  `json:"late_dropped"`
+	LateUpdated   int64  `json:"late_updated"`
+	LateExpired   int64  `json:"late_expired"`
+	WindowsClosed int64  `json:"windows_closed"`
+	WindowsForced int64  `json:"windows_forced"`
+	RowsWritten   int64  `json:"rows_written"`
+	RowsUpdated   int64  `json:"rows_updated"`
+	RowsFailed    int64  `json:"rows_failed"`
+}
+
+// Snapshot reads every counter.
+func (s *Stats) Snapshot() Snapshot {
+	out := Snapshot{
+		OpenWindows:   s.OpenWindows.Load(),
+		Counted:       s.Counted.Load(),
+		MissingValue:  s.MissingValue.Load(),
+		NoTime:        s.NoTime.Load(),
+		Overflow:      s.Overflow.Load(),
+		LateDLQ:       s.LateDLQ.Load(),
+		LateDropped:   s.LateDropped.Load(),
+		LateUpdated:   s.LateUpdated.Load(),
+		LateExpired:   s.LateExpired.Load(),
+		WindowsClosed: s.WindowsClosed.Load(),
+		WindowsForced: s.WindowsForced.Load(),
+		RowsWritten:   s.RowsWritten.Load(),
+		RowsUpdated:   s.RowsUpdated.Load(),
+		RowsFailed:    s.RowsFailed.Load(),
+	}
+	if w := s.Watermark.Load(); w != 0 {
+		out.Watermark = time.Unix(0, w).UTC().Format(time.RFC3339Nano)
+	}
+	return out
+}
+
+// batchStats is one batch's contribution, added once.
+type batchStats struct {
+	counted, missing, noTime, overflow             int64
+	lateDLQ, lateDropped, lateUpdated, lateExpired int64
+}
+
+func (s *Stats) add(b *batchStats) {
+	add := func(c *atomic.Int64, n int64) {
+		if n != 0 {
+			c.Add(n)
+		}
+	}
+	add(&s.Counted, b.counted)
+	add(&s.MissingValue, b.missing)
+	add(&s.NoTime, b.noTime)
+	add(&s.Overflow, b.overflow)
+	add(&s.LateDLQ, b.lateDLQ)
+	add(&s.LateDropped, b.lateDropped)
+	add(&s.LateUpdated, b.lateUpdated)
+	add(&s.LateExpired, b.lateExpired)
+}
