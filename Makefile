@@ -19,12 +19,16 @@ build:
 vet:
 	$(GO) vet $(PKGS)
 
-# go vet; the allocation tests without the race detector (under -race
-# sync.Pool drops objects at random, so they skip themselves there); then
-# the whole suite under the race detector.
+# go vet; the allocation tests and the HLL accuracy test without the race
+# detector (under -race sync.Pool drops objects at random, and counting
+# millions of values takes minutes, so they skip themselves there); then
+# the whole suite under the race detector. Tests that need a real
+# redis-server get one from scripts/ensure-redis; with
+# TRACEPIPE_REQUIRE_REDIS=1 a missing server fails them instead of skipping.
 test: vet
-	$(GO) test -count=1 -run 'Alloc' $(PKGS)
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	./scripts/ensure-redis
+	TRACEPIPE_REQUIRE_REDIS=1 $(GO) test -count=1 -run 'Alloc|Accuracy' $(PKGS)
+	TRACEPIPE_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 test-short:
 	$(GO) test -count=1 $(PKGS)

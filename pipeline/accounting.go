@@ -25,7 +25,12 @@ type Accounting struct {
 	// DLQLost counts entries the DLQ refused (it was closed or the run was
 	// cancelled while it was full). Never expected; always reported.
 	DLQLost atomic.Int64
-	Units   atomic.Int64
+	// DLQOther counts DLQ entries that stand for no input record (window
+	// rows the windows sink refused); they are also in DLQSent, and
+	// DLQOtherLost in DLQLost. The record invariant leaves both out.
+	DLQOther     atomic.Int64
+	DLQOtherLost atomic.Int64
+	Units        atomic.Int64
 
 	mu      sync.Mutex
 	sources map[string]*SourceCount
@@ -103,7 +108,7 @@ func (a *Accounting) DLQSentTotal() int64 {
 // as a mismatch against what the DLQ wrote, never as a silent gap here).
 func (a *Accounting) Check() error {
 	in, out, filt := a.RecordsIn.Load(), a.RecordsOut.Load(), a.RecordsFiltered.Load()
-	dlq := a.DLQSentTotal() + a.DLQLost.Load()
+	dlq := a.DLQSentTotal() - a.DLQOther.Load() + a.DLQLost.Load() - a.DLQOtherLost.Load()
 	if in != out+dlq+filt {
 		return fmt.Errorf("accounting: records in %d != out %d + dlq %d + filtered %d", in, out, dlq, filt)
 	}

@@ -225,6 +225,27 @@ func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line
 	r.o.Accounting.add(path, &c, true)
 }
 
+// DeadLetterOther puts an entry that stands for no input record (a window
+// row the windows sink refused): counted by class like every entry, and
+// in Accounting.DLQOther so the record invariant leaves it out.
+func (r *Runner) DeadLetterOther(ctx context.Context, f Failure, src dlq.Source, payload []byte, window [2]time.Time) {
+	e := r.newEntry(f, CutMessage(f.Message), src)
+	e.SetPayload(payload, int64(len(payload)), 0) // kept whole: a row is useless cut
+	if !window[0].IsZero() {
+		e.WindowStart, e.WindowEnd = &window[0], &window[1]
+	}
+	if err := r.o.DLQ.Put(context.WithoutCancel(ctx), e); err != nil {
+		r.o.Accounting.DLQLost.Add(1)
+		r.o.Accounting.DLQOtherLost.Add(1)
+		r.o.Logger.Error("DLQ refused an entry: lost", "stage", f.Stage, "class", f.Class, "err", err)
+		return
+	}
+	if k := ClassIndex(f.Class); k >= 0 {
+		r.o.Accounting.DLQSent[k].Add(1)
+	}
+	r.o.Accounting.DLQOther.Add(1)
+}
+
 // cutFailure bounds a failure's message; a panic keeps more, for its stack.
 func cutFailure(f Failure) string {
 	if f.Class != ClassPanic {

@@ -41,6 +41,12 @@ Usage:
       Write deterministic, realistic sample logs (gzip if FILE ends in .gz).
   pipeline validate [-c config.yaml]
       Check a config file strictly and print the effective values.
+  pipeline query [-c config.yaml] [--metric NAME] [--from T] [--to T | --last 1h]
+                 [--by field,...] [--where field=value]... [--per-window] [--json]
+                 [--store file|redis] [--dir DIR]
+      Distinct counts of a windows metric, merged across windows, groups,
+      instances and runs. T is RFC 3339 or a date (UTC); a window is in
+      the range when it starts in [from, to).
   pipeline version
 
 Without -c the embedded default config (the shipped config.yaml) is used.
@@ -68,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdGen(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "query":
+		return cmdQuery(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, buildVersion())
 		return exitOK

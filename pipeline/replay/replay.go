@@ -18,7 +18,9 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/stages"
+	"github.com/tracepipe/tracepipe/pipeline/windows"
 	"github.com/tracepipe/tracepipe/sinks"
+	redissink "github.com/tracepipe/tracepipe/sinks/redis"
 	"github.com/tracepipe/tracepipe/sources/file"
 )
 
@@ -69,7 +71,18 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
 		stageList = append(stageList, f)
 	}
-	runner := pipeline.NewRunner(pipeline.RunnerOptions{
+	var runner *pipeline.Runner
+	win, winSink, err := openWindows(cfg, log, func(ctx context.Context, rows []windows.Row, err error) {
+		WindowRowsFailed(ctx, runner, winSinkName(cfg), rows, err)
+	})
+	if err != nil {
+		_ = backend.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if win != nil {
+		stageList = append(stageList, win)
+	}
+	runner = pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers:   cfg.Pipeline.Workers,
 		Stages:    stageList,
 		Sinks:     sinkList,
@@ -91,8 +104,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	fopts.Concurrency = cfg.Input.Concurrency
 	fopts.Format, _ = pipeline.ParseFormat(cfg.Input.Format)
 	fopts.Detect = parsers.Detect
+	if win != nil {
+		ids := make([]int, len(files))
+		for i := range ids {
+			ids[i] = i
+		}
+		win.ExpectSources(ids...)
+		fopts.OnFileDone = win.SourceDone
+	}
 	reader, err := file.NewReader(fopts)
 	if err != nil {
+		if win != nil {
+			_ = win.Close(context.WithoutCancel(ctx))
+			_ = winSink.Close()
+		}
 		_ = backend.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -142,6 +167,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	// Everything read is handled; now make it durable. Close the DLQ last:
 	// a sink that fails to close has already routed nothing more to it.
 	var errs []error
+	// Close every window (end of input, or interrupted: what was read is
+	// counted) while the DLQ still takes the rows the sink may refuse.
+	if win != nil {
+		if err := win.Close(context.WithoutCancel(ctx)); err != nil {
+			errs = append(errs, err)
+		}
+		if err := winSink.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("windows sink: %w", err))
+		}
+	}
 	for _, s := range sinkList {
 		if err := s.Close(context.WithoutCancel(ctx)); err != nil {
 			errs = append(errs, err)
@@ -155,6 +190,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	rep.Interrupted = ctx.Err() != nil && !dlqFull
 	if cfg.DLQ.File != nil {
 		rep.DLQDir = cfg.DLQ.File.Dir
+	}
+	if win != nil {
+		rep.Windows = &WindowsReport{Metrics: len(cfg.Windows.Metrics), Sink: winSinkWhere(cfg, winSink), Snapshot: win.Stats.Snapshot()}
 	}
 	if err := rep.check(runner.Accounting()); err != nil {
 		errs = append(errs, err)
@@ -251,4 +289,72 @@ func OpenDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
 		return nil, err // never a typed nil inside the interface
 	}
 	return d, nil
+}
+
+// openWindows builds the window stage and its sink, or nothing when no
+// metric is configured.
+func openWindows(cfg *config.Config, log *slog.Logger, failed func(context.Context, []windows.Row, error)) (*windows.Windows, windows.RowWriter, error) {
+	if len(cfg.Windows.Metrics) == 0 {
+		return nil, nil, nil
+	}
+	sink, err := WindowsSink(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := windows.New(windows.Options{
+		Config:     cfg.Windows,
+		Workers:    cfg.Pipeline.Workers,
+		Sink:       sink,
+		RowsFailed: failed,
+		Logger:     log,
+	})
+	if err != nil {
+		_ = sink.Close()
+		return nil, nil, err
+	}
+	return w, sink, nil
+}
+
+// WindowsSink opens the configured windows sink.
+func WindowsSink(cfg *config.Config, log *slog.Logger) (windows.RowWriter, error) {
+	s := cfg.Windows.Sink
+	switch s.Type {
+	case "file":
+		w, err := windows.OpenFileWriter(s.File.Dir, cfg.Windows.Instance)
+		if err != nil {
+			return nil, err // never a typed nil inside the interface
+		}
+		return w, nil
+	case "redis":
+		w, err := redissink.NewWindows(*s.Redis, log)
+		if err != nil {
+			return nil, err // never a typed nil inside the interface
+		}
+		return w, nil
+	}
+	return nil, fmt.Errorf("windows sink: unknown type %q", s.Type)
+}
+
+func winSinkName(cfg *config.Config) string { return "windows_" + cfg.Windows.Sink.Type }
+
+// winSinkWhere says where rows went, for the summary (never a password).
+func winSinkWhere(cfg *config.Config, s windows.RowWriter) string {
+	if f, ok := s.(*windows.FileWriter); ok {
+		return f.Path()
+	}
+	if r := cfg.Windows.Sink.Redis; r != nil {
+		return "redis " + r.Addr
+	}
+	return s.Name()
+}
+
+// WindowRowsFailed puts rows the windows sink refused into the DLQ, one
+// entry each with the row (and its sketch) as payload: kept, never lost.
+func WindowRowsFailed(ctx context.Context, r *pipeline.Runner, sink string, rows []windows.Row, err error) {
+	for i := range rows {
+		row := &rows[i]
+		f := pipeline.Failure{Stage: "window", Component: sink, Class: pipeline.ClassSinkExhausted, Code: "write", Message: err.Error()}
+		src := dlq.Source{Kind: "window_row", Path: row.Metric + " " + row.GroupJSON()}
+		r.DeadLetterOther(ctx, f, src, row.AppendJSON(nil), [2]time.Time{row.Start, row.End})
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/pipeline/windows"
 	"github.com/tracepipe/tracepipe/sources/file"
 )
 
@@ -30,10 +31,16 @@ type Report struct {
 	DLQLost    int64            `json:"dlq_lost"`    // entries the DLQ refused or failed to write
 	DLQEvicted int64            `json:"dlq_evicted"` // older entries removed by overflow: drop_oldest
 	DLQDir     string           `json:"dlq_dir,omitempty"`
+	// DLQWindowRows is how many DLQ entries (in dlq.total) are window rows
+	// the windows sink refused rather than records.
+	DLQWindowRows int64 `json:"dlq_window_rows"`
 
 	Seconds    float64 `json:"seconds"`
 	MBPerSec   float64 `json:"mb_per_s"`
-	Reconciled bool    `json:"reconciled"` // records_in = records_out + dlq.total + records_filtered
+	Reconciled bool    `json:"reconciled"` // records_in = records_out + (dlq.total - dlq_window_rows) + records_filtered
+
+	// Windows is the window stage's outcome; absent without metrics.
+	Windows *WindowsReport `json:"windows,omitempty"`
 
 	DLQFull     bool `json:"dlq_full,omitempty"`    // the run stopped early: DLQ at its cap
 	Interrupted bool `json:"interrupted,omitempty"` // the run stopped early: a signal
@@ -53,6 +60,7 @@ func newReport(files int, r *file.Reader, a *pipeline.Accounting, st dlq.Stats, 
 		DLQ:             map[string]int64{"total": st.Total},
 		DLQLost:         a.DLQLost.Load() + st.Failed,
 		DLQEvicted:      st.Evicted,
+		DLQWindowRows:   a.DLQOther.Load(),
 		Seconds:         took.Seconds(),
 		Sources:         a.Sources(),
 	}
@@ -79,9 +87,9 @@ func (rep *Report) check(a *pipeline.Accounting) error {
 			errs = append(errs, fmt.Errorf("DLQ wrote %d of the %d %s entries sent to it", wrote, sent, c))
 		}
 	}
-	if rep.RecordsIn != rep.RecordsOut+rep.DLQ["total"]+rep.RecordsFiltered {
+	if dlqRecords := rep.DLQ["total"] - rep.DLQWindowRows; rep.RecordsIn != rep.RecordsOut+dlqRecords+rep.RecordsFiltered {
 		errs = append(errs, fmt.Errorf("records do not reconcile: in %d != out %d + dlq %d + filtered %d",
-			rep.RecordsIn, rep.RecordsOut, rep.DLQ["total"], rep.RecordsFiltered))
+			rep.RecordsIn, rep.RecordsOut, dlqRecords, rep.RecordsFiltered))
 	}
 	if err := a.Check(); err != nil {
 		errs = append(errs, err)
@@ -104,7 +112,7 @@ func (rep *Report) WriteSummary(w io.Writer) {
 		mark = "NOT RECONCILED"
 	}
 	fmt.Fprintf(&b, "records: %d in = %d out + %d dlq + %d filtered  [%s]\n",
-		rep.RecordsIn, rep.RecordsOut, rep.DLQ["total"], rep.RecordsFiltered, mark)
+		rep.RecordsIn, rep.RecordsOut, rep.DLQ["total"]-rep.DLQWindowRows, rep.RecordsFiltered, mark)
 	if rep.DLQ["total"] > 0 || rep.DLQLost > 0 {
 		var parts []string
 		for _, c := range pipeline.Classes {
@@ -113,6 +121,12 @@ func (rep *Report) WriteSummary(w io.Writer) {
 			}
 		}
 		fmt.Fprintf(&b, "dlq: %d entries in %s: %s\n", rep.DLQ["total"], rep.DLQDir, strings.Join(parts, ", "))
+	}
+	if rep.DLQWindowRows > 0 {
+		fmt.Fprintf(&b, "dlq: %d of the entries are window rows the windows sink refused (class sink_exhausted, stage window)\n", rep.DLQWindowRows)
+	}
+	if w := rep.Windows; w != nil {
+		w.writeSummary(&b)
 	}
 	if rep.DLQLost > 0 {
 		fmt.Fprintf(&b, "dlq: %d entries LOST (refused or not written): see the errors above\n", rep.DLQLost)
@@ -141,4 +155,36 @@ func HumanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// WindowsReport is the window stage's part of the report.
+type WindowsReport struct {
+	Metrics int    `json:"metrics"`
+	Sink    string `json:"sink"` // where rows went: a file path or redis address
+	windows.Snapshot
+}
+
+func (w *WindowsReport) writeSummary(b *strings.Builder) {
+	fmt.Fprintf(b, "windows: %d metrics, %d windows closed, %d rows written to %s", w.Metrics, w.WindowsClosed, w.RowsWritten, w.Sink)
+	if w.RowsUpdated > 0 {
+		fmt.Fprintf(b, " (%d of them corrections of closed windows)", w.RowsUpdated)
+	}
+	b.WriteString("\n")
+	var notes []string
+	add := func(n int64, what string) {
+		if n > 0 {
+			notes = append(notes, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(w.LateUpdated, "late records corrected closed windows")
+	add(w.LateDLQ, "late records went to the DLQ")
+	add(w.LateExpired, "records too late to correct went to the DLQ")
+	add(w.LateDropped, "late records dropped (counted as filtered)")
+	add(w.Overflow, "counts went to the __overflow__ group (max_groups)")
+	add(w.WindowsForced, "windows closed early (max_open_windows)")
+	add(w.NoTime, "records had no event time (not windowed)")
+	add(w.RowsFailed, "rows the windows sink refused (in the DLQ)")
+	if len(notes) > 0 {
+		fmt.Fprintf(b, "windows: %s\n", strings.Join(notes, "; "))
+	}
 }
