@@ -14,6 +14,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -828,7 +829,7 @@ func (w *Windows) row(p *pending, newWindows map[int64]bool) Row {
 		cr = &closedRow{values: p.values, sk: sk}
 		rows[rk] = cr
 	}
-	w.mergeParts(cr.sk, p.parts)
+	w.mergeParts(cr.sk, p.parts, cr.revision == 0)
 	cr.records += p.records
 	cr.revision++
 	est, b, err := Encode(cr.sk)
@@ -853,8 +854,8 @@ func (w *Windows) row(p *pending, newWindows map[int64]bool) Row {
 // mergeParts adds partials to sk so that sk ends equal to the sketch the
 // library builds from all their values: sparse keys are inserted sorted
 // (the sparse form is a sorted set, so order cannot show), dense
-// registers through one dense sketch merged in.
-func (w *Windows) mergeParts(sk *hyperloglog.Sketch, parts []*partial) {
+// registers through one dense sketch merged in. fresh says sk is empty.
+func (w *Windows) mergeParts(sk *hyperloglog.Sketch, parts []*partial, fresh bool) {
 	var regs []uint8
 	var keys []uint32
 	for _, pt := range parts {
@@ -869,25 +870,76 @@ func (w *Windows) mergeParts(sk *hyperloglog.Sketch, parts []*partial) {
 		}
 		pt.eachKey(func(k uint32) { keys = append(keys, k) })
 	}
-	if regs != nil {
-		for _, k := range keys {
-			i, r := posVal(synth(k), w.p)
-			regs[i] = max(regs[i], r)
-		}
-		dense, _ := hyperloglog.NewSketch(w.p, false)
-		for i, r := range regs {
-			if r != 0 {
-				dense.InsertHash(rankHash(uint32(i), r, w.p))
+	if regs == nil {
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		switch {
+		case !fresh:
+			for _, k := range keys {
+				sk.InsertHash(synth(k))
 			}
+			return
+		case sparseBytes(keys) <= 1<<w.p:
+			// What the library holds after inserting these keys and
+			// compacting, in its documented version 2 format: built at
+			// once, where inserting re-sorts a growing list every 2^p/100
+			// new keys.
+			if err := sk.UnmarshalBinary(sparseEncoding(w.p, keys)); err != nil {
+				panic("windows: the sparse encoding was refused: " + err.Error())
+			}
+			return
 		}
-		_ = sk.Merge(dense) // same precision by construction
-		return
+		// The library would end dense (its sparse list past 2^p bytes):
+		// build the registers at once instead of through a hundred
+		// re-sorts of a growing sparse list.
+		regs = make([]uint8, 1<<w.p)
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
 	for _, k := range keys {
-		sk.InsertHash(synth(k))
+		i, r := posVal(synth(k), w.p)
+		regs[i] = max(regs[i], r)
 	}
+	dense, _ := hyperloglog.NewSketch(w.p, false)
+	for i, r := range regs {
+		if r != 0 {
+			dense.InsertHash(rankHash(uint32(i), r, w.p))
+		}
+	}
+	_ = sk.Merge(dense) // same precision by construction
+}
+
+// sparseEncoding is the axiomhq/hyperloglog version 2 encoding of a
+// sparse sketch of precision p whose tmp set is empty and whose list holds
+// keys (sorted, distinct): header, tmp set count 0, list count, last key,
+// size, delta varints.
+func sparseEncoding(p uint8, keys []uint32) []byte {
+	n := sparseBytes(keys)
+	b := make([]byte, 0, 20+n)
+	b = append(b, 2, p, 0, 1)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
+	last := uint32(0)
+	if len(keys) > 0 {
+		last = keys[len(keys)-1]
+	}
+	b = binary.BigEndian.AppendUint32(b, last)
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	prev := uint32(0)
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(k-prev))
+		prev = k
+	}
+	return b
+}
+
+// sparseBytes is the size of the library's sparse list holding the sorted
+// distinct keys: varint-coded differences. Past 2^p bytes it turns dense.
+func sparseBytes(keys []uint32) int {
+	n, last := 0, uint32(0)
+	for _, k := range keys {
+		n += (bits.Len32(k-last|1) + 6) / 7
+		last = k
+	}
+	return n
 }
 
 // write hands rows to the sink; rows it refuses go to RowsFailed.

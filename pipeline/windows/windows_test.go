@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/axiomhq/hyperloglog"
+
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/pipeline"
 )
@@ -259,11 +261,14 @@ func waitFor(t testing.TB, cond func() bool) {
 // do not depend on how records were spread over workers and batches.
 func TestSameRowsWhateverTheWorkerSpread(t *testing.T) {
 	var recs []rec
-	for i := range 60000 {
-		// 3 services with 500, 5,000 and 50,000 distinct traces: sparse,
-		// mid and dense sketches.
-		svc, mod := []string{"s", "m", "l"}[i%3], []int{500, 5000, 50000}[i%3]
-		recs = append(recs, rec{at: time.Duration(i) * time.Millisecond, service: svc, trace: fmt.Sprint("t", (i*7919)%mod)})
+	for i := range 100000 {
+		// 4 services with 500, 5,000, 12,000 and 50,000 distinct traces:
+		// sparse, sparse with a long list, dense by the list's size, dense
+		// by a worker's partial.
+		// (Moduli coprime with 4 and 7919, so each service's values are
+		// min(records, modulus) distinct.)
+		svc, mod := []string{"s", "m", "x", "l"}[i%4], []int{499, 4999, 11987, 49999}[i%4]
+		recs = append(recs, rec{at: time.Duration(i) * 500 * time.Microsecond, service: svc, trace: fmt.Sprint("t", (i*7919)%mod)})
 	}
 	run := func(workers, batch int) []Row {
 		w, sink := newStage(t, testConfig(), workers)
@@ -285,6 +290,21 @@ func TestSameRowsWhateverTheWorkerSpread(t *testing.T) {
 		return sink.all
 	}
 	one := run(1, len(recs))
+	// And every row is the library's own sketch of its values.
+	lib := map[string]*hyperloglog.Sketch{}
+	for _, r := range recs {
+		k := fmt.Sprint(r.at/time.Minute, r.service)
+		if lib[k] == nil {
+			lib[k], _ = NewSketch(14)
+		}
+		lib[k].Insert([]byte(r.trace))
+	}
+	for _, row := range one {
+		_, want, _ := Encode(lib[fmt.Sprint(row.Start.Sub(t0)/time.Minute, row.GroupValues[0])])
+		if !bytes.Equal(row.Sketch, want) {
+			t.Errorf("service %s: the row's sketch (estimate %d, %d bytes) is not the library's sketch of the same values (%d bytes)", row.GroupValues[0], row.Estimate, len(row.Sketch), len(want))
+		}
+	}
 	for _, c := range [][2]int{{2, 97}, {4, 1000}, {3, 7}} {
 		got := run(c[0], c[1])
 		if len(got) != len(one) {
@@ -420,4 +440,29 @@ func TestMetricFieldOrderMatchesConfig(t *testing.T) {
 			t.Errorf("field %s reads %q, want %q", name, got, want[i])
 		}
 	}
+}
+
+// TestSparseBytesIsTheLibrarysListSize ties sparseBytes to the library:
+// a sparse sketch turns dense at Encode exactly when its keys' list is
+// past 2^p bytes (a dense encoding is the 2^p registers and 8 bytes).
+func TestSparseBytesIsTheLibrarysListSize(t *testing.T) {
+	const p = 10
+	var keys []uint32
+	sk, _ := NewSketch(p)
+	for i := uint32(1); i < 5000; i++ {
+		k := encodeKey(HashValue([]byte(fmt.Sprint(i))), p)
+		keys = append(keys, k)
+		sk.InsertHash(synth(k))
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		_, b, _ := Encode(sk.Clone())
+		over := sparseBytes(keys) > 1<<p
+		if dense := len(b) == 1<<p+8; dense != over {
+			t.Fatalf("%d keys, list %d bytes (limit %d): library dense %v", len(keys), sparseBytes(keys), 1<<p, dense)
+		}
+		if over {
+			return
+		}
+	}
+	t.Fatal("never went dense")
 }
