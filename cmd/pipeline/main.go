@@ -34,8 +34,8 @@ const usage = `pipeline: trace-log pipeline (tracepipe)
 Usage:
   pipeline replay [-c config.yaml] [--report FILE] [--fail-on-dlq] PATH...
       Read files, folders (recursively) and globs once, plain, .gz or .zst,
-      through parse and sinks; every failure goes to the DLQ. Prints a
-      summary that reconciles records in = out + dlq + filtered.
+      through parse, windows and sinks; every failure goes to the DLQ.
+      Prints a summary that reconciles records in = out + dlq + filtered.
   pipeline gen --format jsonl|otlp|zipkin (--size 1GiB | --records N) [-o FILE] [--seed N]
                [--malformed 0.01] [--services N] [--users N] [--traces N]
       Write deterministic, realistic sample logs (gzip if FILE ends in .gz).
@@ -52,8 +52,9 @@ Usage:
 Without -c the embedded default config (the shipped config.yaml) is used.
 
 Exit codes: 0 done (DLQ entries or not), 1 outputs failed or run did not
-reconcile, 2 usage or config error, 3 DLQ entries with --fail-on-dlq,
-4 DLQ full (overflow: fail), 130 interrupted.
+reconcile (query: the store could not be read), 2 usage or config error,
+3 DLQ entries with --fail-on-dlq, 4 DLQ full (overflow: fail),
+130 interrupted.
 `
 
 func main() {

@@ -116,3 +116,24 @@ func TestGenIsDeterministic(t *testing.T) {
 		t.Fatalf("replay of gen output: %d\n%s", code, out)
 	}
 }
+
+// TestValidateNeverPrintsPasswords: the effective config shows that a
+// password is set, never what it is.
+func TestValidateNeverPrintsPasswords(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	y := "sinks: [{type: discard}]\nwindows:\n  metrics: [{name: m, count: trace_id}]\n  sink:\n    type: redis\n    redis:\n      password: ${TP_TEST_SECRET}\n"
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TP_TEST_SECRET", "hunter2-very-secret")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"validate", "-c", cfg}, &out, &errOut); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(out.String()+errOut.String(), "hunter2") {
+		t.Fatalf("validate printed the password:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "<redacted>") {
+		t.Fatalf("validate does not say a password is set:\n%s", out.String())
+	}
+}

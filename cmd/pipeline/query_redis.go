@@ -10,6 +10,7 @@ import (
 
 // newRedisReader opens the Redis windows store for query.
 func newRedisReader(cfg config.WindowsRedis, log *slog.Logger) (windows.RowReader, error) {
+	redissink.RouteLibraryLogs(log)
 	w, err := redissink.NewWindows(cfg, log)
 	if err != nil {
 		return nil, err // never a typed nil inside the interface

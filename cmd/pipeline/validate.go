@@ -36,11 +36,22 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "# %s is valid; effective values (defaults filled in):\n", name)
 	replay.ShowParserDefaults(cfg)
-	out, err := yaml.Marshal(cfg)
+	out, err := yaml.Marshal(redacted(cfg))
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", err)
 		return exitFailed
 	}
 	_, _ = stdout.Write(out)
 	return exitOK
+}
+
+// redacted returns cfg with every password replaced, for printing.
+func redacted(cfg *config.Config) *config.Config {
+	c := *cfg
+	if r := c.Windows.Sink.Redis; r != nil && r.Password != "" {
+		cp := *r
+		cp.Password = "<redacted>"
+		c.Windows.Sink.Redis = &cp
+	}
+	return &c
 }

@@ -326,6 +326,7 @@ func WindowsSink(cfg *config.Config, log *slog.Logger) (windows.RowWriter, error
 		}
 		return w, nil
 	case "redis":
+		redissink.RouteLibraryLogs(log)
 		w, err := redissink.NewWindows(*s.Redis, log)
 		if err != nil {
 			return nil, err // never a typed nil inside the interface
