@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz="^FuzzDecode\$$" -fuzztime=$(FUZZTIME) ./config/
 	$(GO) test -run XXX -fuzz="^FuzzAppend\$$" -fuzztime=$(FUZZTIME) ./internal/jsonstr/
 	$(GO) test -run XXX -fuzz="^FuzzEncodeParsed\$$" -fuzztime=$(FUZZTIME) ./sinks/
+	$(GO) test -run XXX -fuzz="^FuzzParseRow\$$" -fuzztime=$(FUZZTIME) ./pipeline/windows/
 
 # Micro-benchmarks beside the code (parsers with their encoding/json
 # baseline, the reader, the encoder, the DLQ).

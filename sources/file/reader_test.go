@@ -29,8 +29,21 @@ type result struct {
 
 // collect runs a Reader over files and checks the batch contract on the way:
 // one Source per batch and per file, a resolved format, units in order.
+//
+// It also checks OnFileDone: once per file, with the file's index (its
+// batches' Source.ID) and exactly the number of its batches sent.
 func collect(t *testing.T, opts Options, files []File) result {
 	t.Helper()
+	var doneMu sync.Mutex
+	done := map[int]int64{}
+	opts.OnFileDone = func(id int, batches int64) {
+		doneMu.Lock()
+		defer doneMu.Unlock()
+		if _, twice := done[id]; twice {
+			t.Errorf("OnFileDone twice for file %d", id)
+		}
+		done[id] = batches
+	}
 	r, err := NewReader(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -48,9 +61,16 @@ func collect(t *testing.T, opts Options, files []File) result {
 	}()
 	sources := map[string]*pipeline.Source{}
 	lastOffset := map[string]int64{}
+	perID := map[int]int64{}
 	for b := range out {
 		res.batches++
 		src := b.Source
+		if src != nil {
+			perID[src.ID]++
+			if src.ID < 0 || src.ID >= len(files) || files[src.ID].Path != src.Path {
+				t.Fatalf("batch of %s has Source.ID %d", src.Path, src.ID)
+			}
+		}
 		if src == nil || src.Kind != "file" || src.Format == pipeline.FormatAuto || len(b.Units) == 0 {
 			t.Fatalf("bad batch: source %+v, %d units", src, len(b.Units))
 		}
@@ -71,6 +91,14 @@ func collect(t *testing.T, opts Options, files []File) result {
 	}
 	if got := r.FilesDone(); got != int64(len(files)) {
 		t.Fatalf("FilesDone %d, want %d", got, len(files))
+	}
+	if len(done) != len(files) {
+		t.Fatalf("OnFileDone for %d files, want %d", len(done), len(files))
+	}
+	for id, n := range done {
+		if perID[id] != n {
+			t.Fatalf("file %d: OnFileDone says %d batches, %d were received", id, n, perID[id])
+		}
 	}
 	return res
 }
