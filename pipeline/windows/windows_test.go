@@ -466,3 +466,48 @@ func TestSparseBytesIsTheLibrarysListSize(t *testing.T) {
 	}
 	t.Fatal("never went dense")
 }
+
+// TestWatermarkIsTheSlowestSource: a source far ahead does not close the
+// windows a slower one is still filling; an expected source that has not
+// started holds everything; a finished source stops holding.
+func TestWatermarkIsTheSlowestSource(t *testing.T) {
+	cfg := testConfig()
+	cfg.LatePolicy = "dlq"
+	w, sink := newStage(t, cfg, 2)
+	w.ExpectSources(0, 1, 2)
+	on := func(id int, recs ...rec) *pipeline.Batch {
+		b := batchOf(recs...)
+		b.Source = &pipeline.Source{ID: id, Kind: "file", Path: fmt.Sprint("f", id)}
+		w.Process(context.Background(), b)
+		return b
+	}
+	// Source 0 is years ahead; source 1 is at minute 0; 2 has not started.
+	on(0, rec{at: 24 * 365 * time.Hour, service: "a", trace: "future"})
+	on(1, rec{at: 10 * time.Second, service: "a", trace: "t1"})
+	// Source 1 moves on to minute 5: nothing may close while 2 waits.
+	on(1, rec{at: 5 * time.Minute, service: "a", trace: "t2"})
+	if wm, ok := w.watermark(); ok {
+		t.Fatalf("watermark %s while source 2 has not started", time.Unix(0, wm).UTC())
+	}
+	if b := on(1, rec{at: 20 * time.Second, service: "a", trace: "t3"}); b.Records[0].Failed() {
+		t.Fatalf("a record of minute 0 was late while source 2 had not started: %+v", b.Records[0].Failure)
+	}
+	// Source 2 starts at minute 0 and ends; then the watermark is source 1's.
+	on(2, rec{at: 30 * time.Second, service: "a", trace: "t4"})
+	w.SourceDone(2, 1)
+	waitFor(t, func() bool { return w.closedBefore.Load() >= w.window(t0.Add(4*time.Minute).UnixNano()) })
+	if got, want := w.closedBefore.Load(), w.window(t0.Add(5*time.Minute-30*time.Second).UnixNano()); got != want {
+		t.Fatalf("closed before window %d, want %d (source 1's watermark, not source 0's)", got, want)
+	}
+	if b := on(1, rec{at: 50 * time.Second, service: "a", trace: "t5"}); b.Records[0].Failure.Class != pipeline.ClassLate {
+		t.Fatalf("a record of a closed window was not late: %+v", b.Records[0].Failure)
+	}
+	// Source 1 finishes: only source 0 is left, years ahead.
+	w.SourceDone(1, 4)
+	waitFor(t, func() bool { return w.closedBefore.Load() > w.window(t0.Add(time.Hour).UnixNano()) })
+	closeStage(t, w)
+	rows := sink.latest()
+	if r := estimate(t, rows, "traces", t0, `{"service":"a"}`); r.Estimate != 3 { // t1, t3, t4
+		t.Errorf("minute 0: %d distinct, want 3", r.Estimate)
+	}
+}
