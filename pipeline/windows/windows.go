@@ -76,9 +76,10 @@ type Windows struct {
 	done     chan struct{}
 	stopOnce sync.Once
 
+	groupPool []sync.Pool // per group set: groups are made by workers, freed by the closer
+
 	// Owned by the closer.
-	closed    map[int64]map[rowKey]*closedRow // retained for corrections
-	groupPool []sync.Pool                     // per group set
+	closed map[int64]map[rowKey]*closedRow // retained for corrections
 
 	Stats Stats
 }
