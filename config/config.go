@@ -27,6 +27,7 @@ type Config struct {
 	Sinks    []Sink   `yaml:"sinks"`
 	DLQ      DLQ      `yaml:"dlq"`
 	Windows  Windows  `yaml:"windows"`
+	Retry    Retry    `yaml:"retry"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -85,9 +86,82 @@ type Pipeline struct {
 
 // Sink is one output. Exactly the block named by Type is set.
 type Sink struct {
-	Name string    `yaml:"name"`
-	Type string    `yaml:"type"` // file | discard
-	File *FileSink `yaml:"file"`
+	Name        string           `yaml:"name"`
+	Type        string           `yaml:"type"` // file | discard | kafka | redis_stream
+	File        *FileSink        `yaml:"file"`
+	Kafka       *KafkaSink       `yaml:"kafka"`
+	RedisStream *RedisStreamSink `yaml:"redis_stream"`
+	// Retry overrides the top-level retry policy for this sink.
+	Retry *Retry `yaml:"retry"`
+	// Queue bounds the batches waiting for this sink's retry loop; when it
+	// is full and the sink is failing, records go to the DLQ at once.
+	Queue int `yaml:"queue"`
+}
+
+// Kafka is a connection to Kafka brokers. Password (use ${VAR}) never
+// appears in logs or errors.
+type Kafka struct {
+	Brokers  []string      `yaml:"brokers"`
+	ClientID string        `yaml:"client_id"`
+	TLS      bool          `yaml:"tls"`
+	SASL     *SASL         `yaml:"sasl"`
+	Timeout  time.Duration `yaml:"timeout"` // dial, read and write
+}
+
+// SASL authenticates to Kafka.
+type SASL struct {
+	Mechanism string `yaml:"mechanism"` // plain | scram-sha-256 | scram-sha-512
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// KafkaSink produces records to a topic, keyed by trace id.
+type KafkaSink struct {
+	Kafka        `yaml:",inline"`
+	Topic        string        `yaml:"topic"`
+	Compression  string        `yaml:"compression"`   // none | gzip | snappy | lz4 | zstd
+	RequiredAcks string        `yaml:"required_acks"` // all | one | none
+	BatchSize    int           `yaml:"batch_size"`    // messages per produce request
+	BatchBytes   ByteSize      `yaml:"batch_bytes"`
+	Linger       time.Duration `yaml:"linger"` // wait this long for a batch to fill
+}
+
+// RedisStreamSink adds records to a Redis Stream (XADD, MAXLEN ~).
+type RedisStreamSink struct {
+	Redis  `yaml:",inline"`
+	Stream string `yaml:"stream"`
+	MaxLen int64  `yaml:"maxlen"` // approximate cap (MAXLEN ~); 0 = none
+}
+
+// Retry is the policy every sink's retry loop follows: exponential backoff
+// with full jitter, a retry budget, a circuit breaker, and how errors are
+// classified.
+type Retry struct {
+	Initial     time.Duration `yaml:"initial"`
+	Multiplier  float64       `yaml:"multiplier"`
+	MaxInterval time.Duration `yaml:"max_interval"`
+	MaxAttempts int           `yaml:"max_attempts"` // first attempt included
+	MaxElapsed  time.Duration `yaml:"max_elapsed"`
+	// Budget: retries may be at most Ratio of first attempts, plus
+	// MinPerSecond (a token bucket), so a dead sink cannot cause a storm.
+	Budget RetryBudget `yaml:"budget"`
+	// Breaker opens after Failures consecutive failed attempts; after
+	// OpenFor one probe is let through (half-open).
+	Breaker Breaker `yaml:"breaker"`
+	// Codes overrides the classification of errors by code: retry | permanent.
+	Codes map[string]string `yaml:"codes"`
+}
+
+// RetryBudget bounds retries to a fraction of requests.
+type RetryBudget struct {
+	Ratio        float64 `yaml:"ratio"`
+	MinPerSecond float64 `yaml:"min_per_second"`
+}
+
+// Breaker is a circuit breaker per sink.
+type Breaker struct {
+	Failures int           `yaml:"failures"`
+	OpenFor  time.Duration `yaml:"open_for"`
 }
 
 // FileSink writes normalized records as JSON lines into a folder.
@@ -98,11 +172,38 @@ type FileSink struct {
 
 // DLQ configures the dead-letter queue.
 type DLQ struct {
-	Type string `yaml:"type"` // file
+	Type string `yaml:"type"` // file | redis | kafka
 	// KeepBytes bounds the payload kept per entry; the size and sha256 of
 	// the whole payload are always recorded.
-	KeepBytes ByteSize `yaml:"keep_bytes"`
-	File      *FileDLQ `yaml:"file"`
+	KeepBytes ByteSize  `yaml:"keep_bytes"`
+	File      *FileDLQ  `yaml:"file"`
+	Redis     *DLQRedis `yaml:"redis"`
+	Kafka     *DLQKafka `yaml:"kafka"`
+	// Redact removes or hashes named fields from DLQ payloads.
+	Redact Redact `yaml:"redact"`
+}
+
+// DLQRedis keeps entries in a Redis Stream; when Redis is unavailable they
+// go to the file DLQ (dlq.file), so nothing is lost.
+type DLQRedis struct {
+	Redis  `yaml:",inline"`
+	Stream string `yaml:"stream"`
+	MaxLen int64  `yaml:"maxlen"` // cap (MAXLEN ~); entries trimmed are counted
+	Group  string `yaml:"group"`  // consumer group for DLQ processors
+}
+
+// DLQKafka keeps entries in a Kafka topic: metadata as headers, payload as
+// value; the file DLQ takes over when Kafka is unavailable.
+type DLQKafka struct {
+	Kafka `yaml:",inline"`
+	Topic string `yaml:"topic"`
+}
+
+// Redact lists payload fields (JSON paths, dot-separated) to remove or
+// replace with a hash in DLQ entries.
+type Redact struct {
+	Fields []string `yaml:"fields"`
+	Mode   string   `yaml:"mode"` // remove | hash
 }
 
 // FileDLQ is the embedded default DLQ backend.
@@ -216,12 +317,15 @@ func (c *Config) applyDefaults() {
 		if s.Type == "file" && s.File != nil {
 			setSize(&s.File.RotateBytes, 256<<20)
 		}
+		s.applyDefaults()
 	}
+	c.Retry.applyDefaults()
 	setStr(&c.DLQ.Type, "file")
 	setSize(&c.DLQ.KeepBytes, 64<<10)
-	if c.DLQ.Type == "file" && c.DLQ.File == nil {
+	if c.DLQ.File == nil { // the DLQ, or the fallback of a redis or kafka DLQ
 		c.DLQ.File = &FileDLQ{}
 	}
+	c.DLQ.applyDefaults()
 	if f := c.DLQ.File; f != nil {
 		setStr(&f.Dir, "out/dlq")
 		setSize(&f.SegmentBytes, 64<<20)
@@ -284,23 +388,12 @@ func (c *Config) Validate() error {
 			bad("%s.name: %q is used twice", key, s.Name)
 		}
 		names[s.Name] = true
-		switch s.Type {
-		case "file":
-			if s.File == nil || s.File.Dir == "" {
-				bad("%s.file.dir: must be set for a file sink", key)
-			} else {
-				positive(key+".file.rotate_bytes", int64(s.File.RotateBytes))
-			}
-		case "discard":
-			if s.File != nil {
-				bad("%s.file: only for type file", key)
-			}
-		default:
-			bad("%s.type: %q is not one of file, discard", key, s.Type)
-		}
+		s.validate(key, bad, oneOf, positive)
 	}
+	c.Retry.validate("retry", bad, positive)
 
-	oneOf("dlq.type", c.DLQ.Type, "file")
+	oneOf("dlq.type", c.DLQ.Type, "file", "redis", "kafka")
+	c.DLQ.validate(bad, oneOf, positive)
 	if c.DLQ.KeepBytes < 0 {
 		bad("dlq.keep_bytes: must not be negative")
 	}
