@@ -1,6 +1,9 @@
 package pipeline
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Format names an input format. FormatAuto is resolved per file by content.
 type Format uint8
@@ -81,7 +84,7 @@ type Unit struct {
 
 // Batch is the unit of work and of pooling. A reader fills Buf and Units; the
 // parse stage appends Records, with their strings copied into Arena; later
-// stages mark records failed or filtered; sinks may use Out as scratch.
+// stages mark records failed or filtered.
 //
 // Every []byte view a batch hands out is valid until Reset. Get a batch with
 // GetBatch and return it with PutBatch; it must not be used after PutBatch.
@@ -102,8 +105,11 @@ type Batch struct {
 	Arena []byte
 	// Attrs is the backing store of every record's Attrs.
 	Attrs []Attr
-	// Out is scratch space for sinks (encoded output), reset with the batch.
-	Out []byte
+
+	// Delivery state, owned by the runner: holds on the batch (the worker's
+	// and each sink retry in flight) and each sink's final error.
+	pending atomic.Int32
+	sinkErr [MaxSinks]error
 
 	// Done, when set, is called by the runner once the batch is fully
 	// handled (delivered or in the DLQ), before it is reset. Sources use it
@@ -172,8 +178,9 @@ func (b *Batch) Reset() {
 	b.Arena = b.Arena[:0]
 	clear(b.Attrs) // drop views into old arenas so they can be collected
 	b.Attrs = b.Attrs[:0]
-	b.Out = b.Out[:0]
 	b.Done = nil
+	b.pending.Store(0)
+	clear(b.sinkErr[:])
 }
 
 // maxPooledBytes caps what a pooled batch keeps: a batch that held one huge
@@ -193,9 +200,6 @@ func PutBatch(b *Batch) {
 	}
 	if cap(b.Arena) > maxPooledBytes {
 		b.Arena = nil
-	}
-	if cap(b.Out) > maxPooledBytes {
-		b.Out = nil
 	}
 	batchPool.Put(b)
 }

@@ -30,7 +30,10 @@ type RunnerOptions struct {
 	Workers int
 	Stages  []Stage
 	Sinks   []Sink
-	DLQ     DLQ
+	// Delivery, parallel to Sinks, sets each sink's retry policy and
+	// queue; missing entries write once.
+	Delivery []SinkDelivery
+	DLQ      DLQ
 	// KeepBytes bounds the payload copied into a DLQ entry (0 keeps all).
 	KeepBytes  int
 	Host       string
@@ -42,7 +45,9 @@ type RunnerOptions struct {
 // Runner drives batches through the stages, the sinks and the DLQ with N
 // workers reading one channel: no goroutine or channel hop per record.
 type Runner struct {
-	o RunnerOptions
+	o         RunnerOptions
+	sinks     []*sinkRunner
+	closeOnce sync.Once
 }
 
 // NewRunner returns a runner; Accounting and Logger get defaults.
@@ -56,15 +61,21 @@ func NewRunner(o RunnerOptions) *Runner {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Runner{o: o}
+	if len(o.Sinks) > MaxSinks {
+		panic(fmt.Sprintf("pipeline: %d sinks, at most %d", len(o.Sinks), MaxSinks))
+	}
+	r := &Runner{o: o}
+	r.startSinks()
+	return r
 }
 
 // Accounting returns the run's counters.
 func (r *Runner) Accounting() *Accounting { return r.o.Accounting }
 
 // Run handles batches from in until in is closed and every batch taken is
-// fully handled (delivered or in the DLQ). Cancelling ctx does not drop
-// batches already read: the source stops and closes in, and Run drains it.
+// fully handled (delivered or in the DLQ), retries included: Run closes the
+// runner when done. Cancelling ctx does not drop batches already read: the
+// source stops and closes in, and Run drains it.
 func (r *Runner) Run(ctx context.Context, in <-chan *Batch) {
 	ctx = context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
@@ -76,15 +87,33 @@ func (r *Runner) Run(ctx context.Context, in <-chan *Batch) {
 		})
 	}
 	wg.Wait()
+	r.Close()
 }
 
-// Handle runs one batch through stages, sinks and DLQ, accounts for it,
-// calls its Done and puts it back in the pool. b must not be used after.
+// Handle runs one batch through stages and sinks. Once every sink has
+// taken the batch or given up on it (a retry may finish later, on the
+// sink's goroutines), its failed records go to the DLQ, it is accounted
+// for, its Done is called and it goes back to the pool. b must not be used
+// after Handle.
 func (r *Runner) Handle(ctx context.Context, b *Batch) {
 	r.runStages(ctx, b)
+	b.pending.Store(1) // the worker's hold
+	r.deliver(ctx, b)
+	r.release(ctx, b)
+}
+
+// release drops one hold on b; the last one finalizes it.
+func (r *Runner) release(ctx context.Context, b *Batch) {
+	if b.pending.Add(-1) == 0 {
+		r.finalize(ctx, b)
+	}
+}
+
+// finalize routes failed records to the DLQ, accounts, acks and recycles.
+func (r *Runner) finalize(ctx context.Context, b *Batch) {
+	r.markSinkFailures(b)
 	var c batchCount
 	c.in = int64(len(b.Records))
-	r.deliver(ctx, b)
 	for i := range b.Records {
 		rec := &b.Records[i]
 		switch {
@@ -126,39 +155,6 @@ func (r *Runner) runStages(ctx context.Context, b *Batch) {
 	for _, st := range r.o.Stages {
 		st.Process(ctx, b)
 	}
-}
-
-// deliver writes the batch to every sink. Records a sink could not take
-// are failed after all sinks have been offered the batch, so one failing
-// sink does not keep records from the others.
-func (r *Runner) deliver(ctx context.Context, b *Batch) {
-	var errsArr [4]error
-	errs := errsArr[:0]
-	for _, s := range r.o.Sinks {
-		errs = append(errs, r.write(ctx, s, b))
-	}
-	for k, err := range errs {
-		if err == nil {
-			continue
-		}
-		name := r.o.Sinks[k].Name()
-		for i := range b.Records {
-			rec := &b.Records[i]
-			if !rec.Failed() && !rec.Filtered {
-				rec.Failure = Failure{Stage: "sink", Component: name, Class: ClassSinkExhausted, Code: "write", Message: err.Error()}
-			}
-		}
-	}
-}
-
-// write calls one sink, turning a panic into an error for the batch.
-func (r *Runner) write(ctx context.Context, s Sink, b *Batch) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("sink %s panicked: %v\n%s", s.Name(), p, debug.Stack())
-		}
-	}()
-	return s.Write(ctx, b)
 }
 
 // newEntry starts a DLQ entry for failure f, made now by this process.

@@ -187,7 +187,8 @@ func TestOneBrokenSinkDoesNotKeepRecordsFromTheOther(t *testing.T) {
 		t.Fatalf("%d DLQ entries, want 3", len(es))
 	}
 	for _, e := range es {
-		if e.Error.Class != "sink_exhausted" || e.Component != "broken" || e.Stage != "sink" {
+		// The file sink does not recover from a failed write: permanent.
+		if e.Error.Class != "sink_permanent" || e.Component != "broken" || e.Stage != "sink" {
 			t.Errorf("entry %+v", e)
 		}
 	}

@@ -4,6 +4,7 @@ package sinks
 
 import (
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -115,3 +116,26 @@ func (v bufSpan) value(dst []byte, a *pipeline.Attr) []byte {
 // replace them before, so this is a last line of defence that keeps every
 // output line valid JSON.
 func AppendString(dst, s []byte) []byte { return jsonstr.Append(dst, s) }
+
+// scratch holds encoding buffers: sinks run concurrently on one batch
+// (retries run off the worker), so none may encode into the batch itself.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// maxScratch caps what a pooled buffer keeps.
+const maxScratch = 8 << 20
+
+// GetScratch returns an empty encoding buffer; give it back with
+// PutScratch.
+func GetScratch() *[]byte {
+	b := scratch.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+// PutScratch returns a buffer from GetScratch.
+func PutScratch(b *[]byte) {
+	if cap(*b) > maxScratch {
+		return
+	}
+	scratch.Put(b)
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
 // FileOptions configure a File sink.
@@ -95,7 +96,9 @@ func (s *File) Name() string { return s.opts.Name }
 
 // Write implements pipeline.Sink.
 func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
-	out := b.Out[:0]
+	buf := GetScratch()
+	defer PutScratch(buf)
+	out := (*buf)[:0]
 	for i := range b.Records {
 		r := &b.Records[i]
 		if r.Failed() || r.Filtered {
@@ -103,7 +106,7 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
 		}
 		out = AppendRecord(out, r, b.Buf)
 	}
-	b.Out = out
+	*buf = out
 	if len(out) == 0 {
 		return nil
 	}
@@ -116,20 +119,23 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
 	if s.err == nil {
 		s.err = s.completionErr()
 	}
+	// A failed write may have left part of a batch in the file: the sink
+	// stops there for good (errors are permanent, not retried) rather than
+	// write records twice or out of line.
 	if s.err != nil {
-		return s.err
+		return dlq.Permanent(s.err)
 	}
 	if s.f == nil || s.size >= s.opts.RotateBytes {
 		if err := s.rotate(); err != nil {
 			s.err = err
-			return err
+			return dlq.Permanent(err)
 		}
 	}
 	n, err := s.f.Write(out)
 	s.size += int64(n)
 	if err != nil {
 		s.err = fmt.Errorf("file sink %s: write %s: %w", s.opts.Name, s.path, err)
-		return s.err
+		return dlq.Permanent(s.err)
 	}
 	return nil
 }

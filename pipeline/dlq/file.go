@@ -148,7 +148,8 @@ type File struct {
 	stats   Stats
 	err     error // first error, returned by Close
 
-	w writer // owned by the writer goroutine
+	w    writer   // owned by the writer goroutine
+	lock *os.File // the directory's lock, released when the writer is done
 }
 
 var _ Backend = (*File)(nil)
@@ -191,9 +192,14 @@ func openFile(opts FileOptions, hooks fileHooks) (*File, error) {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
+	lock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
 
 	names, err := segmentNames(o.Dir)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	var run [4]byte
@@ -205,6 +211,7 @@ func openFile(opts FileOptions, hooks fileHooks) (*File, error) {
 		full:  make(chan struct{}),
 		done:  make(chan struct{}),
 		stats: Stats{Written: map[string]int64{}},
+		lock:  lock,
 	}
 	f.w = writer{f: f, hooks: hooks, runID: hex.EncodeToString(run[:]), nextSeq: 1, pending: map[string]int64{}, lastSync: time.Now()}
 	for _, name := range names {
@@ -214,6 +221,7 @@ func openFile(opts FileOptions, hooks fileHooks) (*File, error) {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
+			lock.Close()
 			return nil, fmt.Errorf("dlq: stat %s: %w", path, err)
 		}
 		f.w.segs = append(f.w.segs, segInfo{path: path, size: fi.Size(), entries: -1})

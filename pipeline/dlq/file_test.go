@@ -421,10 +421,14 @@ func TestPermissions(t *testing.T) {
 			t.Fatalf("%s mode %v, want 0600", p, fi.Mode().Perm())
 		}
 	}
-	// Nothing but segments is left behind (the writability probe is gone).
+	// Nothing but segments and the lock file is left behind (the
+	// writability probe is gone); the lock file is 0600 too.
 	des, _ := os.ReadDir(dir)
-	if len(des) != len(paths) {
-		t.Fatalf("%d files in %s, %d segments", len(des), dir, len(paths))
+	if len(des) != len(paths)+1 {
+		t.Fatalf("%d files in %s, %d segments and the lock", len(des), dir, len(paths))
+	}
+	if fi, err := os.Stat(filepath.Join(dir, lockName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("lock file: %v %v", fi, err)
 	}
 }
 

@@ -50,6 +50,7 @@ type writer struct {
 // next sync (SyncEvery, rotation, Sync, Close).
 func (w *writer) run() {
 	defer close(w.f.done)
+	defer w.f.lock.Close() // releases the directory lock
 	tick := time.NewTicker(w.f.opts.SyncEvery)
 	defer tick.Stop()
 	for {
