@@ -47,6 +47,10 @@ Usage:
       Distinct counts of a windows metric, merged across windows, groups,
       instances and runs. T is RFC 3339 or a date (UTC); a window is in
       the range when it starts in [from, to).
+  pipeline dlq ls|show|stats|purge [-c config.yaml] [filters] [--json]
+      Inspect the dead-letter queue: list entries (filters: --class, --code,
+      --stage, --source, --since, --until), show one with its payload and
+      context, count them, or delete them (purge asks unless --yes).
   pipeline version
 
 Without -c the embedded default config (the shipped config.yaml) is used.
@@ -75,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdGen(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "dlq":
+		return cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "query":
 		return cmdQuery(ctx, args[1:], stdout, stderr)
 	case "version":

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// dlqFixture replays the sample logs into a temp dir (24 DLQ entries: 8
+// malformed, 16 invalid) and returns a config pointing at it.
+func dlqFixture(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	y := fmt.Sprintf("sinks: [{type: discard}]\ndlq: {file: {dir: %s/dlq}}\n", dir)
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"replay", "-c", cfg, "--no-progress", "../../testdata/logs"}, &out, &errOut); code != exitOK {
+		t.Fatalf("replay: %d %s", code, errOut.String())
+	}
+	return cfg
+}
+
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := run(args, &out, &errOut); code != exitOK {
+		t.Fatalf("%v: exit %d: %s", args, code, errOut.String())
+	}
+	return out.String()
+}
+
+func TestDLQCommands(t *testing.T) {
+	cfg := dlqFixture(t)
+
+	var st dlqStatsDoc
+	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", cfg, "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Total != 24 || st.ByClass["malformed"] != 8 || st.ByClass["invalid"] != 16 || st.ByStage["parse"] != 24 || st.Oldest == nil {
+		t.Fatalf("stats: %+v", st)
+	}
+
+	lines := strings.Split(strings.TrimSpace(runOK(t, "dlq", "ls", "-c", cfg, "--class", "malformed", "--json")), "\n")
+	if len(lines) != 8 {
+		t.Fatalf("ls --class malformed: %d entries, want 8", len(lines))
+	}
+	var first struct {
+		ID    string `json:"id"`
+		Error struct {
+			Class string `json:"class"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Error.Class != "malformed" {
+		t.Fatalf("ls line: %v %s", err, lines[0])
+	}
+	if n := strings.Count(runOK(t, "dlq", "ls", "-c", cfg, "--limit", "3"), "\n"); n != 4 {
+		t.Fatalf("ls --limit 3: %d lines, want a header and 3", n)
+	}
+	if out := runOK(t, "dlq", "ls", "-c", cfg, "--source", "checkout-api", "--class", "invalid"); !strings.Contains(out, "checkout-api.jsonl:") {
+		t.Fatalf("ls --source: %s", out)
+	}
+	if out := runOK(t, "dlq", "ls", "-c", cfg, "--since", "1h", "--until", "2000-01-01"); !strings.Contains(out, "(no entries)") {
+		t.Fatalf("empty range: %s", out)
+	}
+
+	show := runOK(t, "dlq", "show", "-c", cfg, first.ID)
+	if !strings.Contains(show, first.ID) || !strings.Contains(show, "payload (") || !strings.Contains(show, `"stage": "parse"`) {
+		t.Fatalf("show: %s", show)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dlq", "show", "-c", cfg, "01NOSUCHENTRY"}, &out, &errOut); code != exitUsage {
+		t.Fatalf("show unknown id: exit %d", code)
+	}
+
+	// purge: refused without a filter, asks, and deletes only on yes.
+	if code := run([]string{"dlq", "purge", "-c", cfg}, &out, &errOut); code != exitUsage {
+		t.Fatalf("purge without filter: exit %d", code)
+	}
+	stdin = strings.NewReader("n\n")
+	if o := runOK(t, "dlq", "purge", "-c", cfg, "--class", "malformed"); !strings.Contains(o, "not deleted") {
+		t.Fatalf("purge answered no: %s", o)
+	}
+	stdin = strings.NewReader("y\n")
+	if o := runOK(t, "dlq", "purge", "-c", cfg, "--class", "malformed"); !strings.Contains(o, "deleted 8 entries") {
+		t.Fatalf("purge answered yes: %s", o)
+	}
+	stdin = os.Stdin
+	var after dlqStatsDoc
+	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", cfg, "--json")), &after); err != nil || after.Total != 16 || after.ByClass["malformed"] != 0 {
+		t.Fatalf("after purge: %+v %v", after, err)
+	}
+	if o := runOK(t, "dlq", "purge", "-c", cfg, "--all", "--yes"); !strings.Contains(o, "deleted 16 entries") {
+		t.Fatalf("purge --all --yes: %s", o)
+	}
+}
