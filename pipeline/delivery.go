@@ -124,7 +124,7 @@ func (r *Runner) deliver(ctx context.Context, b *Batch) {
 			continue
 		}
 		sr.failed.Add(1)
-		if sr.queue != nil && !errors.Is(err, dlq.ErrPermanent) {
+		if sr.queue != nil && !errors.Is(err, dlq.ErrPermanent) && !errors.Is(err, dlq.ErrBreakerOpen) {
 			b.pending.Add(1)
 			select {
 			case sr.queue <- retryJob{b: b, first: err, start: start}:
@@ -156,10 +156,22 @@ func (r *Runner) retry(sr *sinkRunner, j retryJob) {
 
 func (r *Runner) gaveUp(sr *sinkRunner, b *Batch, err error) {
 	sr.gaveUp.Add(1)
-	if errors.Is(err, dlq.ErrPermanent) {
+	if permanent(err) {
 		sr.permanent.Add(1)
 	}
 	b.sinkErr[sr.index] = err
+}
+
+// permanent reports whether a sink error means the sink rejected the
+// records for good (sink_permanent) rather than could not take them in
+// time (sink_exhausted). A retrier's verdict decides when there is one:
+// config may retry an error a sink called permanent.
+func permanent(err error) bool {
+	var g *dlq.GiveUpError
+	if errors.As(err, &g) {
+		return g.Reason == dlq.ReasonPermanent
+	}
+	return errors.Is(err, dlq.ErrPermanent)
 }
 
 // writer returns the write of b to the sink as an operation for the
@@ -187,7 +199,7 @@ func (r *Runner) markSinkFailures(b *Batch) {
 			continue
 		}
 		class, code := ClassSinkExhausted, errorCode(err)
-		if errors.Is(err, dlq.ErrPermanent) {
+		if permanent(err) {
 			class = ClassSinkPermanent
 		}
 		name := r.sinks[k].sink.Name()
@@ -200,16 +212,20 @@ func (r *Runner) markSinkFailures(b *Batch) {
 	}
 }
 
-// errorCode names a sink error for DLQ entries.
+// errorCode names a sink error for DLQ entries: why the runner gave up
+// when that is not the error itself, else the error's code.
 func errorCode(err error) string {
-	var c dlq.Coded
+	var g *dlq.GiveUpError
 	switch {
 	case errors.Is(err, ErrRetryQueueFull):
 		return "queue_full"
-	case errors.As(err, &c):
-		return c.Code()
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
+	case errors.Is(err, dlq.ErrBreakerOpen):
+		return "breaker_open"
+	case errors.As(err, &g) && g.Reason == dlq.ReasonBudget:
+		return "retry_budget"
+	}
+	if c := dlq.ErrorCode(err); c != "error" {
+		return c
 	}
 	return "write"
 }

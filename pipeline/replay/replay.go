@@ -82,10 +82,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if win != nil {
 		stageList = append(stageList, win)
 	}
+	delivery, retriers, err := Delivery(cfg)
+	if err != nil {
+		_ = backend.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	runner = pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers:   cfg.Pipeline.Workers,
 		Stages:    stageList,
 		Sinks:     sinkList,
+		Delivery:  delivery,
 		DLQ:       backend,
 		KeepBytes: int(cfg.DLQ.KeepBytes),
 		Host:      host,
@@ -191,6 +197,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if cfg.DLQ.File != nil {
 		rep.DLQDir = cfg.DLQ.File.Dir
 	}
+	rep.Sinks = sinkReports(runner.SinkStats(), retriers)
 	if win != nil {
 		rep.Windows = &WindowsReport{Metrics: len(cfg.Windows.Metrics), Sink: winSinkWhere(cfg, winSink), Snapshot: win.Stats.Snapshot()}
 	}
@@ -358,4 +365,21 @@ func WindowRowsFailed(ctx context.Context, r *pipeline.Runner, sink string, rows
 		src := dlq.Source{Kind: "window_row", Path: row.Metric + " " + row.GroupJSON()}
 		r.DeadLetterOther(ctx, f, src, row.AppendJSON(nil), [2]time.Time{row.Start, row.End})
 	}
+}
+
+// Delivery builds each sink's retry policy and queue from config; the
+// retriers are returned for their counters.
+func Delivery(cfg *config.Config) ([]pipeline.SinkDelivery, []*dlq.Retrier, error) {
+	var out []pipeline.SinkDelivery
+	var rs []*dlq.Retrier
+	for i := range cfg.Sinks {
+		s := &cfg.Sinks[i]
+		r, err := dlq.NewRetrier(cfg.RetryFor(s))
+		if err != nil {
+			return nil, nil, fmt.Errorf("sink %s: %w", s.Name, err)
+		}
+		out = append(out, pipeline.SinkDelivery{Retry: r, Queue: s.Queue})
+		rs = append(rs, r)
+	}
+	return out, rs, nil
 }

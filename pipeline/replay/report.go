@@ -39,6 +39,10 @@ type Report struct {
 	MBPerSec   float64 `json:"mb_per_s"`
 	Reconciled bool    `json:"reconciled"` // records_in = records_out + (dlq.total - dlq_window_rows) + records_filtered
 
+	// Sinks is each sink's delivery: first attempts that failed, retries,
+	// batches given up (their records are in the DLQ).
+	Sinks []SinkReport `json:"sinks"`
+
 	// Windows is the window stage's outcome; absent without metrics.
 	Windows *WindowsReport `json:"windows,omitempty"`
 
@@ -122,6 +126,7 @@ func (rep *Report) WriteSummary(w io.Writer) {
 		}
 		fmt.Fprintf(&b, "dlq: %d entries in %s: %s\n", rep.DLQ["total"], rep.DLQDir, strings.Join(parts, ", "))
 	}
+	rep.writeSinkSummary(&b)
 	if rep.DLQWindowRows > 0 {
 		fmt.Fprintf(&b, "dlq: %d of the entries are window rows the windows sink refused (class sink_exhausted, stage window)\n", rep.DLQWindowRows)
 	}
@@ -186,5 +191,36 @@ func (w *WindowsReport) writeSummary(b *strings.Builder) {
 	add(w.RowsFailed, "rows the windows sink refused (in the DLQ)")
 	if len(notes) > 0 {
 		fmt.Fprintf(b, "windows: %s\n", strings.Join(notes, "; "))
+	}
+}
+
+// SinkReport is one sink's delivery counters and its retry policy's.
+type SinkReport struct {
+	pipeline.SinkStats
+	Retry dlq.RetryStatsSnapshot `json:"retry"`
+}
+
+func sinkReports(st []pipeline.SinkStats, rs []*dlq.Retrier) []SinkReport {
+	out := make([]SinkReport, len(st))
+	for i, s := range st {
+		out[i].SinkStats = s
+		if i < len(rs) && rs[i] != nil && rs[i].Stats != nil {
+			out[i].Retry = rs[i].Stats.Snapshot()
+		}
+	}
+	return out
+}
+
+func (rep *Report) writeSinkSummary(b *strings.Builder) {
+	for _, s := range rep.Sinks {
+		if s.Failed == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "sink %s: %d of %d batches failed a first write; %d recovered by retries (%d retries), %d gave up to the DLQ",
+			s.Name, s.Failed, s.Batches, s.Recovered, s.Retry.Retries, s.GaveUp)
+		if s.QueueFull > 0 {
+			fmt.Fprintf(b, " (%d with the retry queue full)", s.QueueFull)
+		}
+		b.WriteString("\n")
 	}
 }
