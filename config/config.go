@@ -123,7 +123,7 @@ type KafkaSink struct {
 	RequiredAcks string        `yaml:"required_acks"` // all | one | none
 	BatchSize    int           `yaml:"batch_size"`    // messages per produce request
 	BatchBytes   ByteSize      `yaml:"batch_bytes"`
-	Linger       time.Duration `yaml:"linger"` // wait this long for a batch to fill
+	Linger       time.Duration `yaml:"linger"` // wait this long for a batch to fill; 0 sends at once
 }
 
 // RedisStreamSink adds records to a Redis Stream (XADD, MAXLEN ~).
