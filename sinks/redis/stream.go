@@ -1,0 +1,250 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/sinks"
+)
+
+// streamChunk is the most XADDs one round trip carries.
+const streamChunk = 1000
+
+// Stream is the Redis Stream sink: it adds every delivered record to one
+// stream with XADD (MAXLEN ~ maxlen when maxlen > 0). Each stream entry has
+// the fields
+//
+//   - record: the record as JSON (sinks.AppendRecord, without the newline),
+//     the same bytes the file sink writes as a line;
+//   - trace_id and span_id: copies of the record's ids, for consumers that
+//     route or filter without decoding JSON; left out when empty.
+//
+// A Write sends the batch's XADDs pipelined, in chunks of up to 1,000 (one
+// round trip each), and makes one attempt: retrying is the runner's job.
+// Stream implements pipeline.Sink; Write may run concurrently.
+type Stream struct {
+	name   string
+	stream string
+	maxLen int64
+	client *goredis.Client
+	log    *slog.Logger
+
+	entries, bytes, errs atomic.Int64
+	closed               atomic.Bool
+}
+
+var _ pipeline.Sink = (*Stream)(nil)
+
+// StreamStats counts what a Stream sink did since it was created.
+type StreamStats struct {
+	Entries int64 `json:"entries"` // stream entries added (XADD acknowledged)
+	Bytes   int64 `json:"bytes"`   // bytes of the record fields of those entries
+	Errors  int64 `json:"errors"`  // Write calls that returned an error
+}
+
+// NewStream connects the sink named name to cfg's server and stream. It
+// checks that the server answers within cfg.Timeout. The client makes one
+// attempt per command (no retries of its own).
+func NewStream(name string, cfg config.RedisStreamSink, log *slog.Logger) (*Stream, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if name == "" {
+		name = "redis_stream"
+	}
+	if cfg.Stream == "" {
+		return nil, fmt.Errorf("redis stream sink %s: stream is not set", name)
+	}
+	if cfg.MaxLen < 0 {
+		return nil, fmt.Errorf("redis stream sink %s: maxlen %d is negative", name, cfg.MaxLen)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	o := Options(cfg.Redis)
+	o.MaxRetries = -1 // one attempt: the runner retries whole batches
+	c := goredis.NewClient(o)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("redis stream sink %s (%s): %w", name, cfg.Addr, ClassifyError(err))
+	}
+	return &Stream{name: name, stream: cfg.Stream, maxLen: cfg.MaxLen, client: c, log: log}, nil
+}
+
+// Name implements pipeline.Sink.
+func (s *Stream) Name() string { return s.name }
+
+// streamScratch is one Write's encoding space: the records of a chunk
+// encoded back to back in buf, ends[i] where record i ends.
+type streamScratch struct {
+	buf  []byte
+	ends []int
+	idx  []int // the chunk's record indexes in the batch
+}
+
+// maxStreamScratch caps the buffer a pooled scratch keeps.
+const maxStreamScratch = 8 << 20
+
+var streamScratchPool = sync.Pool{New: func() any { return &streamScratch{buf: make([]byte, 0, 256<<10)} }}
+
+// Write implements pipeline.Sink: it adds every record of b that is neither
+// failed nor filtered. On error it returns the first failed command's
+// error, classified by ClassifyError (dlq.Permanent for what retrying
+// cannot fix, dlq.WithCode with the Redis error word for server errors).
+//
+// When a pipeline fails part-way, or a later chunk fails after an earlier
+// one was stored, some records are in the stream already and the runner's
+// retry of the whole batch adds them again: delivery is at-least-once. The
+// dedupe layer (Dedupe, keyed by record) makes the retry idempotent.
+func (s *Stream) Write(ctx context.Context, b *pipeline.Batch) error {
+	if s.closed.Load() {
+		s.errs.Add(1)
+		return dlq.Permanent(fmt.Errorf("redis stream sink %s: write after Close", s.name))
+	}
+	sc := streamScratchPool.Get().(*streamScratch)
+	defer func() {
+		if cap(sc.buf) <= maxStreamScratch {
+			streamScratchPool.Put(sc)
+		}
+	}()
+	for i := 0; i < len(b.Records); {
+		// Encode the next chunk.
+		sc.buf, sc.ends, sc.idx = sc.buf[:0], sc.ends[:0], sc.idx[:0]
+		for ; i < len(b.Records) && len(sc.idx) < streamChunk; i++ {
+			r := &b.Records[i]
+			if r.Failed() || r.Filtered {
+				continue
+			}
+			sc.buf = sinks.AppendRecord(sc.buf, r, b.Buf)
+			sc.buf = sc.buf[:len(sc.buf)-1] // the newline
+			sc.ends = append(sc.ends, len(sc.buf))
+			sc.idx = append(sc.idx, i)
+		}
+		if len(sc.idx) == 0 {
+			break
+		}
+		if err := s.writeChunk(ctx, b, sc); err != nil {
+			s.errs.Add(1)
+			return err
+		}
+	}
+	return nil
+}
+
+// writeChunk sends the chunk encoded in sc as one pipeline.
+func (s *Stream) writeChunk(ctx context.Context, b *pipeline.Batch, sc *streamScratch) error {
+	pipe := s.client.Pipeline()
+	args := goredis.XAddArgs{Stream: s.stream, MaxLen: s.maxLen, Approx: true}
+	var vals [6]any
+	start := 0
+	for k, ri := range sc.idx {
+		r := &b.Records[ri]
+		v := append(vals[:0], "record", sc.buf[start:sc.ends[k]])
+		start = sc.ends[k]
+		if len(r.TraceID) > 0 {
+			v = append(v, "trace_id", r.TraceID)
+		}
+		if len(r.SpanID) > 0 {
+			v = append(v, "span_id", r.SpanID)
+		}
+		// XAdd copies the values into its command: vals can be reused.
+		args.Values = v
+		pipe.XAdd(ctx, &args)
+	}
+	cmds, err := pipe.Exec(ctx)
+	var added, bytes int64
+	var first error
+	start = 0
+	for k, c := range cmds {
+		if k < len(sc.ends) {
+			if c.Err() == nil {
+				added++
+				bytes += int64(sc.ends[k] - start)
+			} else if first == nil {
+				first = c.Err()
+			}
+			start = sc.ends[k]
+		}
+	}
+	s.entries.Add(added)
+	s.bytes.Add(bytes)
+	if first == nil {
+		first = err
+	}
+	if first != nil {
+		return fmt.Errorf("redis stream sink %s: XADD to %s (%d of %d added): %w", s.name, s.stream, added, len(sc.idx), ClassifyError(first))
+	}
+	return nil
+}
+
+// Stats returns the sink's counters.
+func (s *Stream) Stats() StreamStats {
+	return StreamStats{Entries: s.entries.Load(), Bytes: s.bytes.Load(), Errors: s.errs.Load()}
+}
+
+// Close implements pipeline.Sink: it closes the connections. Every Write
+// that returned nil is stored already (each Write waits for its replies).
+func (s *Stream) Close(context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.client.Close()
+}
+
+// ClassifyError gives a Redis error the code and class the runner's retry
+// policy reads:
+//
+//   - a server error (go-redis's redis.Error) is wrapped with dlq.WithCode
+//     and its first word as code: "WRONGTYPE", "OOM", "READONLY", "ERR"...;
+//   - of those, the ones retrying cannot fix are also dlq.Permanent:
+//     WRONGTYPE, ERR (syntax, arguments, limits; but not "ERR max number of
+//     clients reached"), EXECABORT, the auth errors NOAUTH, WRONGPASS and
+//     NOPERM, and the cluster redirections MOVED, ASK and CROSSSLOT (a
+//     single-node client cannot follow them);
+//   - everything else is transient: OOM, READONLY, LOADING, BUSY, TRYAGAIN,
+//     CLUSTERDOWN, MASTERDOWN, MISCONF, NOSCRIPT and unknown words, and
+//     network, timeout and pool errors, which are returned as they are.
+//
+// A nil error stays nil.
+func ClassifyError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return err
+	}
+	msg := rerr.Error()
+	code, _, _ := strings.Cut(msg, " ")
+	if code == "" {
+		return err
+	}
+	coded := dlq.WithCode(code, err)
+	if permanentCode(code, msg) {
+		return dlq.Permanent(coded)
+	}
+	return coded
+}
+
+func permanentCode(code, msg string) bool {
+	switch code {
+	case "WRONGTYPE", "EXECABORT", "NOAUTH", "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT":
+		return true
+	case "ERR":
+		return !strings.HasPrefix(msg, "ERR max number of clients")
+	}
+	return false
+}
