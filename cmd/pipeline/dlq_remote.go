@@ -1,14 +1,38 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/pipeline/dlq/kafkadlq"
+	"github.com/tracepipe/tracepipe/pipeline/dlq/redisdlq"
+	redissink "github.com/tracepipe/tracepipe/sinks/redis"
 )
 
-// openRemoteDLQStore opens a redis or kafka DLQ's store.
+// openRemoteDLQStore opens a redis or kafka DLQ's store. Entries that fell
+// back to the local file DLQ while the backend was down are in
+// dlq.file.dir: inspect them with a config whose dlq.type is file.
 func openRemoteDLQStore(cfg *config.Config, log *slog.Logger) (dlq.Store, string, error) {
-	return nil, "", fmt.Errorf("dlq: the %s backend is not wired into pipeline dlq yet", cfg.DLQ.Type)
+	switch cfg.DLQ.Type {
+	case "kafka":
+		s, err := kafkadlq.OpenStore(*cfg.DLQ.Kafka, log)
+		if err != nil {
+			if errors.Is(err, kafkadlq.ErrTopicMissing) {
+				err = fmt.Errorf("%w (no entry was ever written there)", err)
+			}
+			return nil, "", err
+		}
+		return s, "kafka topic " + cfg.DLQ.Kafka.Topic, nil
+	case "redis":
+		redissink.RouteLibraryLogs(log)
+		s, err := redisdlq.OpenStore(*cfg.DLQ.Redis, log)
+		if err != nil {
+			return nil, "", err
+		}
+		return s, "redis stream " + cfg.DLQ.Redis.Stream + " at " + cfg.DLQ.Redis.Addr, nil
+	}
+	return nil, "", fmt.Errorf("dlq: unknown type %q", cfg.DLQ.Type)
 }

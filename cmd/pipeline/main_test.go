@@ -121,7 +121,21 @@ func TestGenIsDeterministic(t *testing.T) {
 // password is set, never what it is.
 func TestValidateNeverPrintsPasswords(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
-	y := "sinks: [{type: discard}]\nwindows:\n  metrics: [{name: m, count: trace_id}]\n  sink:\n    type: redis\n    redis:\n      password: ${TP_TEST_SECRET}\n"
+	y := `sinks:
+  - type: kafka
+    kafka: {brokers: [127.0.0.1:9092], topic: t, sasl: {mechanism: plain, username: u, password: "${TP_TEST_SECRET}"}}
+  - type: redis_stream
+    redis_stream: {password: "${TP_TEST_SECRET}"}
+dlq:
+  type: redis
+  redis: {password: "${TP_TEST_SECRET}"}
+windows:
+  metrics: [{name: m, count: trace_id}]
+  sink:
+    type: redis
+    redis:
+      password: "${TP_TEST_SECRET}"
+`
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +147,7 @@ func TestValidateNeverPrintsPasswords(t *testing.T) {
 	if strings.Contains(out.String()+errOut.String(), "hunter2") {
 		t.Fatalf("validate printed the password:\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "<redacted>") {
+	if strings.Count(out.String(), "<redacted>") != 4 {
 		t.Fatalf("validate does not say a password is set:\n%s", out.String())
 	}
 }

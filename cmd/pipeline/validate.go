@@ -45,13 +45,51 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// redacted returns cfg with every password replaced, for printing.
+// redacted returns a copy of cfg with every password replaced, for
+// printing.
 func redacted(cfg *config.Config) *config.Config {
 	c := *cfg
-	if r := c.Windows.Sink.Redis; r != nil && r.Password != "" {
+	hide := func(p *string) {
+		if *p != "" {
+			*p = "<redacted>"
+		}
+	}
+	if r := c.Windows.Sink.Redis; r != nil {
 		cp := *r
-		cp.Password = "<redacted>"
+		hide(&cp.Password)
 		c.Windows.Sink.Redis = &cp
+	}
+	c.Sinks = append([]config.Sink(nil), cfg.Sinks...)
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		if s.Kafka != nil {
+			k := *s.Kafka
+			if k.SASL != nil {
+				a := *k.SASL
+				hide(&a.Password)
+				k.SASL = &a
+			}
+			s.Kafka = &k
+		}
+		if s.RedisStream != nil {
+			r := *s.RedisStream
+			hide(&r.Password)
+			s.RedisStream = &r
+		}
+	}
+	if r := c.DLQ.Redis; r != nil {
+		cp := *r
+		hide(&cp.Password)
+		c.DLQ.Redis = &cp
+	}
+	if k := c.DLQ.Kafka; k != nil {
+		cp := *k
+		if cp.SASL != nil {
+			a := *cp.SASL
+			hide(&a.Password)
+			cp.SASL = &a
+		}
+		c.DLQ.Kafka = &cp
 	}
 	return &c
 }

@@ -17,9 +17,12 @@ import (
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/pipeline/dlq/kafkadlq"
+	"github.com/tracepipe/tracepipe/pipeline/dlq/redisdlq"
 	"github.com/tracepipe/tracepipe/pipeline/stages"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
 	"github.com/tracepipe/tracepipe/sinks"
+	kafkasink "github.com/tracepipe/tracepipe/sinks/kafka"
 	redissink "github.com/tracepipe/tracepipe/sinks/redis"
 	"github.com/tracepipe/tracepipe/sources/file"
 )
@@ -49,7 +52,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	sinkList, err := Sinks(cfg)
+	sinkList, err := Sinks(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +260,7 @@ func jsonlPaths(c *config.JSONLPaths, o *parsers.JSONLFields) []struct{ cfg, opt
 }
 
 // Sinks builds the configured sinks.
-func Sinks(cfg *config.Config) ([]pipeline.Sink, error) {
+func Sinks(cfg *config.Config, log *slog.Logger) ([]pipeline.Sink, error) {
 	var out []pipeline.Sink
 	for _, s := range cfg.Sinks {
 		switch s.Type {
@@ -269,15 +272,65 @@ func Sinks(cfg *config.Config) ([]pipeline.Sink, error) {
 			out = append(out, f)
 		case "discard":
 			out = append(out, sinks.NewDiscard(s.Name))
+		case "kafka":
+			k, err := kafkasink.New(s.Name, *s.Kafka, log)
+			if err != nil {
+				closeSinks(out)
+				return nil, err
+			}
+			out = append(out, k)
+		case "redis_stream":
+			redissink.RouteLibraryLogs(log)
+			r, err := redissink.NewStream(s.Name, *s.RedisStream, log)
+			if err != nil {
+				closeSinks(out)
+				return nil, err
+			}
+			out = append(out, r)
 		default:
+			closeSinks(out)
 			return nil, fmt.Errorf("sink %s: unknown type %q", s.Name, s.Type)
 		}
 	}
 	return out, nil
 }
 
+func closeSinks(ss []pipeline.Sink) {
+	for _, s := range ss {
+		_ = s.Close(context.Background())
+	}
+}
+
 // OpenDLQ opens the configured DLQ backend, logging to log.
 func OpenDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
+	file, err := openFileDLQ(cfg, log)
+	if err != nil || cfg.DLQ.Type == "file" {
+		return file, err
+	}
+	// A remote DLQ: the file DLQ takes what it cannot store, so nothing is
+	// lost while Redis or Kafka is down. The backend owns it.
+	switch cfg.DLQ.Type {
+	case "kafka":
+		b, err := kafkadlq.Open(*cfg.DLQ.Kafka, log, kafkadlq.WithFallback(file))
+		if err != nil {
+			_ = file.Close(context.Background())
+			return nil, err
+		}
+		return b, nil
+	case "redis":
+		redissink.RouteLibraryLogs(log)
+		b, err := redisdlq.Open(*cfg.DLQ.Redis, redisdlq.Options{Fallback: file, Logger: log})
+		if err != nil {
+			_ = file.Close(context.Background())
+			return nil, err
+		}
+		return b, nil
+	}
+	_ = file.Close(context.Background())
+	return nil, fmt.Errorf("dlq: unknown type %q", cfg.DLQ.Type)
+}
+
+func openFileDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
 	f := cfg.DLQ.File
 	policy, err := dlq.ParseOverflowPolicy(f.Overflow)
 	if err != nil {
