@@ -248,3 +248,46 @@ func (s *rejecting) Write(context.Context, *pipeline.Batch) error {
 	s.calls.Add(1)
 	return dlq.Permanent(dlq.WithCode("message_too_large", errors.New("message too large for the broker")))
 }
+
+// BenchmarkRetryOnTheHappyPath runs batches of 512 records through the
+// runner to a sink that always succeeds, with and without a retry policy:
+// the policy's cost when nothing fails (bench/README.md).
+func BenchmarkRetryOnTheHappyPath(b *testing.B) {
+	for _, withRetry := range []bool{false, true} {
+		name := "no-retry"
+		if withRetry {
+			name = "retry"
+		}
+		b.Run(name, func(b *testing.B) {
+			d, err := dlq.OpenFile(dlq.FileOptions{Dir: filepath.Join(b.TempDir(), "dlq")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close(context.Background())
+			var del []pipeline.SinkDelivery
+			if withRetry {
+				r, err := dlq.NewRetrier(config.Retry{Initial: time.Millisecond, Multiplier: 2, MaxInterval: time.Second,
+					MaxAttempts: 5, MaxElapsed: time.Minute, Budget: config.RetryBudget{Ratio: 0.1, MinPerSecond: 10},
+					Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				del = []pipeline.SinkDelivery{{Retry: r}}
+			}
+			r := pipeline.NewRunner(pipeline.RunnerOptions{Workers: 1, Stages: []pipeline.Stage{makeRecords{}},
+				Sinks: []pipeline.Sink{sinks.NewDiscard("discard")}, Delivery: del, DLQ: d, Logger: quiet()})
+			defer r.Close()
+			src := &pipeline.Source{Kind: "file", Path: "mem", Format: pipeline.FormatJSONL}
+			u := units(512, 0)
+			b.ReportAllocs()
+			for b.Loop() {
+				batch := pipeline.GetBatch()
+				batch.Source = src
+				for i, x := range u {
+					batch.AddUnit([]byte(x), int64(i), int64(i+1), int64(len(x)), 0)
+				}
+				r.Handle(context.Background(), batch)
+			}
+		})
+	}
+}
