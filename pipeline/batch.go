@@ -58,6 +58,12 @@ type Source struct {
 	Format Format
 }
 
+// Replay says which DLQ entry a replayed unit came from.
+type Replay struct {
+	Count int32  // the record's replay count: the entry's + 1
+	From  []byte // the entry's id (a view into Arena)
+}
+
 // Unit flags.
 const (
 	// UnitTooLarge marks a unit cut to its first bytes because the line or
@@ -110,6 +116,14 @@ type Batch struct {
 	// and each sink retry in flight) and each sink's final error.
 	pending atomic.Int32
 	sinkErr [MaxSinks]error
+
+	// Replays, when set (a DLQ replay), holds per unit the DLQ entry the
+	// unit came from; the parse stage copies it onto the unit's records.
+	Replays []Replay
+	// SinkMask, when non-zero, limits delivery to the sinks whose bit (by
+	// index) is set: a DLQ replay of a sink failure goes back to that sink
+	// only, the others having taken the record already.
+	SinkMask uint8
 
 	// Done, when set, is called by the runner once the batch is fully
 	// handled (delivered or in the DLQ), before it is reset. Sources use it
@@ -179,6 +193,8 @@ func (b *Batch) Reset() {
 	clear(b.Attrs) // drop views into old arenas so they can be collected
 	b.Attrs = b.Attrs[:0]
 	b.Done = nil
+	b.Replays = b.Replays[:0]
+	b.SinkMask = 0
 	b.pending.Store(0)
 	clear(b.sinkErr[:])
 }

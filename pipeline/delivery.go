@@ -111,6 +111,9 @@ func (r *Runner) deliver(ctx context.Context, b *Batch) {
 		return
 	}
 	for _, sr := range r.sinks {
+		if b.SinkMask != 0 && b.SinkMask&(1<<sr.index) == 0 {
+			continue
+		}
 		sr.batches.Add(1)
 		var err error
 		var start time.Time

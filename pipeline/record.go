@@ -78,6 +78,11 @@ type Record struct {
 
 	Flags uint32
 
+	// ReplayCount and ReplayedFrom are set on records replayed from the
+	// DLQ: how many times, and the id of the entry they came from.
+	ReplayCount  int32
+	ReplayedFrom []byte
+
 	// Unit is the index in Batch.Units of the input unit (line or document)
 	// this record came from.
 	Unit int32

@@ -190,6 +190,7 @@ func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
 	}
 	e := r.newEntry(f, cutFailure(f), src)
 	e.TraceID, e.SpanID = string(rec.TraceID), string(rec.SpanID)
+	e.ReplayCount, e.ReplayedFrom = int(rec.ReplayCount), string(rec.ReplayedFrom)
 	if rec.Time != 0 {
 		t := time.Unix(0, rec.Time).UTC()
 		e.EventTime = &t

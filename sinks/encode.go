@@ -24,7 +24,8 @@ import (
 // Fields, in order, empty ones left out: time (RFC 3339, nanoseconds, UTC),
 // time_unix_nano (exact), signal, trace_id, span_id, parent_span_id, service,
 // name, kind, status, severity, duration_ns, attributes (an object; numbers
-// as they came in, nested values as JSON), utf8_replaced.
+// as they came in, nested values as JSON), utf8_replaced, and for records
+// replayed from the DLQ replay_count and replayed_from (the entry id).
 func AppendRecord(dst []byte, r *pipeline.Record, verbatim []byte) []byte {
 	v := span(verbatim)
 	dst = append(dst, `{"time":"`...)
@@ -61,6 +62,12 @@ func AppendRecord(dst []byte, r *pipeline.Record, verbatim []byte) []byte {
 	}
 	if r.Flags&pipeline.FlagUTF8Replaced != 0 {
 		dst = append(dst, `,"utf8_replaced":true`...)
+	}
+	if r.ReplayCount > 0 {
+		dst = append(dst, `,"replay_count":`...)
+		dst = strconv.AppendInt(dst, int64(r.ReplayCount), 10)
+		dst = append(dst, `,"replayed_from":`...)
+		dst = jsonstr.Append(dst, r.ReplayedFrom)
 	}
 	return append(dst, "}\n"...)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/pipeline/replay"
 )
 
 // stdin is where purge reads its confirmation (tests replace it).
@@ -29,6 +30,7 @@ const dlqUsage = `Usage:
   pipeline dlq show  [-c config.yaml] ID [--json]
   pipeline dlq stats [-c config.yaml] [filters] [--json]
   pipeline dlq purge [-c config.yaml] [filters | --all] [--yes]
+  pipeline dlq replay [-c config.yaml] [filters] [--dry-run] [--json]
 Filters: --class C --code C --stage S --source SUBSTRING --since T --until T
   (T: RFC 3339, a date, or a duration back from now such as 2h)
 `
@@ -45,7 +47,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	var f dlq.Filter
 	var since, until string
-	filters := sub == "ls" || sub == "stats" || sub == "purge"
+	filters := sub == "ls" || sub == "stats" || sub == "purge" || sub == "replay"
 	if filters {
 		fs.StringVar(&f.Class, "class", "", "only entries of this error class")
 		fs.StringVar(&f.Code, "code", "", "only entries with this error code")
@@ -57,12 +59,13 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	limit := fs.Int("limit", 0, "ls: at most N entries (0: all)")
 	all := fs.Bool("all", false, "purge: every entry (required when no filter is given)")
 	yes := fs.Bool("yes", false, "purge: do not ask for confirmation")
+	dryRun := fs.Bool("dry-run", false, "replay: parse the entries and say what would happen; write and delete nothing")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(stderr, err)
 	}
 	switch sub {
-	case "ls", "show", "stats", "purge":
+	case "ls", "show", "stats", "purge", "replay":
 	default:
 		return usageError(stderr, fmt.Errorf("dlq: unknown command %q\n%s", sub, dlqUsage))
 	}
@@ -99,6 +102,8 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return dlqList(ctx, store, f, *limit, *asJSON, stdout, stderr)
 	case "stats":
 		return dlqStats(ctx, store, f, where, *asJSON, stdout, stderr)
+	case "replay":
+		return dlqReplay(ctx, cfg, store, f, *dryRun, *asJSON, log, stdout, stderr)
 	default:
 		if f.Empty() && !*all {
 			return usageError(stderr, errors.New("dlq purge: give a filter, or --all to delete every entry"))
@@ -351,5 +356,41 @@ func dlqPurge(ctx context.Context, store dlq.Store, f dlq.Filter, where string, 
 		return exitFailed
 	}
 	fmt.Fprintf(stdout, "dlq purge: deleted %d entries from %s\n", n, where)
+	return exitOK
+}
+
+func dlqReplay(ctx context.Context, cfg *config.Config, store dlq.Store, f dlq.Filter, dryRun, asJSON bool, log *slog.Logger, stdout, stderr io.Writer) int {
+	rep, err := replay.ReplayDLQ(ctx, cfg, store, replay.DLQOptions{Filter: f, DryRun: dryRun, Logger: log, Version: buildVersion()})
+	if rep == nil {
+		fmt.Fprintf(stderr, "pipeline: dlq replay: %v\n", err)
+		return exitFailed
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		verb := "replayed"
+		if rep.DryRun {
+			verb = "would replay"
+		}
+		fmt.Fprintf(stdout, "dlq replay: %d entries match; %s %d: %d delivered", rep.Selected, verb, rep.Replayed, rep.Delivered)
+		for _, c := range slices.Sorted(maps.Keys(rep.FailedAgain)) {
+			fmt.Fprintf(stdout, ", %d failed again (%s)", rep.FailedAgain[c], c)
+		}
+		fmt.Fprintln(stdout)
+		for _, r := range slices.Sorted(maps.Keys(rep.Skipped)) {
+			fmt.Fprintf(stdout, "  left in the DLQ: %d: %s\n", rep.Skipped[r], r)
+		}
+		if !rep.DryRun {
+			fmt.Fprintf(stdout, "  deleted from the DLQ: %d (failed records are new entries with replay_count + 1)\n", rep.Deleted)
+		}
+		if rep.Run != nil {
+			rep.Run.WriteSummary(stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: dlq replay: %v\n", err)
+		return exitFailed
+	}
 	return exitOK
 }

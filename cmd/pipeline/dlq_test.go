@@ -100,3 +100,87 @@ func TestDLQCommands(t *testing.T) {
 		t.Fatalf("purge --all --yes: %s", o)
 	}
 }
+
+// TestDLQReplayAfterAFix: records whose trace id sits under a name the
+// config does not know go to the DLQ (invalid, missing_trace_id); after
+// the fix (parse.jsonl.trace_id gains that name) a DLQ replay delivers
+// each once, marked with replay_count and the entry it came from, and
+// empties the DLQ; a second replay delivers nothing new.
+func TestDLQReplayAfterAFix(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	var lines []string
+	for i := range 50 {
+		lines = append(lines, fmt.Sprintf(`{"ts":"2026-01-01T00:00:%02dZ","tid":"%032x","span_id":"%016x","service.name":"cart","msg":"m%d"}`, i%60, i+1, i+1, i))
+	}
+	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("sinks: [{name: out, type: file, file: {dir: %[1]s/out}}]\ndlq: {file: {dir: %[1]s/dlq}}\nwindows: {metrics: []}\n", dir)
+	before := filepath.Join(dir, "before.yaml")
+	after := filepath.Join(dir, "after.yaml")
+	if err := os.WriteFile(before, []byte(base), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(after, []byte(base+"parse: {jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runOK(t, "replay", "-c", before, "--no-progress", in)
+	var st dlqStatsDoc
+	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", before, "--json")), &st); err != nil || st.Total != 50 || st.ByClass["invalid"] != 50 {
+		t.Fatalf("before the fix: %+v %v", st, err)
+	}
+	// A dry run says what would happen and changes nothing.
+	if out := runOK(t, "dlq", "replay", "-c", after, "--dry-run"); !strings.Contains(out, "would replay 50: 50 delivered") {
+		t.Fatalf("dry run: %s", out)
+	}
+	out := runOK(t, "dlq", "replay", "-c", after)
+	if !strings.Contains(out, "replayed 50: 50 delivered") || !strings.Contains(out, "deleted from the DLQ: 50") {
+		t.Fatalf("replay: %s", out)
+	}
+	records := readRecords(t, filepath.Join(dir, "out"))
+	if len(records) != 50 {
+		t.Fatalf("%d records delivered, want 50", len(records))
+	}
+	seen := map[string]bool{}
+	for _, r := range records {
+		id := r["trace_id"].(string)
+		if seen[id] || r["replay_count"] != float64(1) || r["replayed_from"] == "" {
+			t.Fatalf("record %v: delivered twice, or without replay_count/replayed_from", r)
+		}
+		seen[id] = true
+	}
+	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", after, "--json")), &st); err != nil || st.Total != 0 {
+		t.Fatalf("after the replay the DLQ holds %d entries", st.Total)
+	}
+	// Again: nothing to send, nothing new in the sink.
+	if out := runOK(t, "dlq", "replay", "-c", after); !strings.Contains(out, "0 entries match") {
+		t.Fatalf("second replay: %s", out)
+	}
+	if n := len(readRecords(t, filepath.Join(dir, "out"))); n != 50 {
+		t.Fatalf("%d records after a second replay, want 50", n)
+	}
+}
+
+func readRecords(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	var out []map[string]any
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if l == "" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}

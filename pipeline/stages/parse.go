@@ -32,7 +32,13 @@ func (p *Parse) Process(_ context.Context, b *pipeline.Batch) {
 	}
 	d := parsers.GetDecoder(p.opts)
 	for u := range b.Units {
+		n := len(b.Records)
 		p.decode(d, b, u, format)
+		if u < len(b.Replays) {
+			for i := n; i < len(b.Records); i++ {
+				b.Records[i].ReplayCount, b.Records[i].ReplayedFrom = b.Replays[u].Count, b.Replays[u].From
+			}
+		}
 	}
 	parsers.PutDecoder(d)
 }
