@@ -28,6 +28,7 @@ type Config struct {
 	DLQ      DLQ      `yaml:"dlq"`
 	Windows  Windows  `yaml:"windows"`
 	Retry    Retry    `yaml:"retry"`
+	Dedupe   Dedupe   `yaml:"dedupe"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -150,6 +151,24 @@ type Retry struct {
 	Breaker Breaker `yaml:"breaker"`
 	// Codes overrides the classification of errors by code: retry | permanent.
 	Codes map[string]string `yaml:"codes"`
+}
+
+// Dedupe makes delivery idempotent: each sink remembers the records it
+// took (trace id + span id, else a hash of the payload) for TTL and skips
+// them when they come again (a DLQ replay, a re-delivery after a crash).
+type Dedupe struct {
+	Enabled bool          `yaml:"enabled"`
+	TTL     time.Duration `yaml:"ttl"`
+	Store   string        `yaml:"store"`    // memory | redis
+	MaxKeys int           `yaml:"max_keys"` // memory: past it the oldest keys are forgotten (counted)
+	Path    string        `yaml:"path"`     // memory: a file the keys survive restarts in; "" = none
+	Redis   *DedupeRedis  `yaml:"redis"`
+}
+
+// DedupeRedis keeps dedupe keys in Redis (SET NX EX), shared by processes.
+type DedupeRedis struct {
+	Redis     `yaml:",inline"`
+	KeyPrefix string `yaml:"key_prefix"`
 }
 
 // RetryBudget bounds retries to a fraction of requests.
@@ -320,6 +339,7 @@ func (c *Config) applyDefaults() {
 		s.applyDefaults()
 	}
 	c.Retry.applyDefaults()
+	c.Dedupe.applyDefaults()
 	setStr(&c.DLQ.Type, "file")
 	setSize(&c.DLQ.KeepBytes, 64<<10)
 	if c.DLQ.File == nil { // the DLQ, or the fallback of a redis or kafka DLQ
@@ -391,6 +411,7 @@ func (c *Config) Validate() error {
 		s.validate(key, bad, oneOf, positive)
 	}
 	c.Retry.validate("retry", bad, positive)
+	c.Dedupe.validate(bad, oneOf, positive)
 
 	oneOf("dlq.type", c.DLQ.Type, "file", "redis", "kafka")
 	c.DLQ.validate(bad, oneOf, positive)

@@ -105,6 +105,33 @@ func (c *Config) RetryFor(s *Sink) Retry {
 	return r
 }
 
+func (d *Dedupe) applyDefaults() {
+	if d.TTL == 0 {
+		d.TTL = 24 * time.Hour
+	}
+	setStr(&d.Store, "memory")
+	setInt(&d.MaxKeys, 1_000_000)
+	if d.Store == "redis" && d.Redis == nil {
+		d.Redis = &DedupeRedis{}
+	}
+	if r := d.Redis; r != nil {
+		r.Redis.applyDefaults()
+		setStr(&r.KeyPrefix, "tracepipe:dd:")
+	}
+}
+
+func (d *Dedupe) validate(bad func(string, ...any), oneOf func(string, string, ...string), positive func(string, int64)) {
+	positive("dedupe.ttl", int64(d.TTL))
+	oneOf("dedupe.store", d.Store, "memory", "redis")
+	positive("dedupe.max_keys", int64(d.MaxKeys))
+	if d.Store == "redis" && d.Redis != nil {
+		d.Redis.Redis.validate("dedupe.redis", bad, positive)
+	}
+	if d.Store != "redis" && d.Redis != nil {
+		bad("dedupe.redis: only for store redis")
+	}
+}
+
 func (d *DLQ) applyDefaults() {
 	if r := d.Redis; r != nil {
 		r.Redis.applyDefaults()

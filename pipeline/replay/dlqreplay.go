@@ -159,10 +159,11 @@ func replayRecords(ctx context.Context, cfg *config.Config, log *slog.Logger, ve
 	if err != nil {
 		return nil, err
 	}
-	sinkList, err := Sinks(cfg, log)
+	sinkList, closeDedupe, err := Sinks(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	defer closeDedupe()
 	backend, err := OpenDLQ(cfg, log)
 	if err != nil {
 		closeSinks(sinkList)

@@ -10,12 +10,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dedupe"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/dlq/kafkadlq"
 	"github.com/tracepipe/tracepipe/pipeline/dlq/redisdlq"
@@ -52,10 +54,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	sinkList, err := Sinks(cfg, log)
+	sinkList, closeDedupe, err := Sinks(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	defer closeDedupe()
 	files, expandErrs := file.Expand(o.Paths)
 	if len(files) == 0 && len(expandErrs) == len(o.Paths) {
 		msgs := make([]error, 0, len(expandErrs))
@@ -259,8 +262,48 @@ func jsonlPaths(c *config.JSONLPaths, o *parsers.JSONLFields) []struct{ cfg, opt
 	}
 }
 
-// Sinks builds the configured sinks.
-func Sinks(cfg *config.Config, log *slog.Logger) ([]pipeline.Sink, error) {
+// Sinks builds the configured sinks, made idempotent when dedupe is on;
+// done closes the dedupe store (after the sinks are closed).
+func Sinks(cfg *config.Config, log *slog.Logger) (_ []pipeline.Sink, done func() error, _ error) {
+	out, err := buildSinks(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !cfg.Dedupe.Enabled {
+		return out, func() error { return nil }, nil
+	}
+	d := cfg.Dedupe
+	var store dedupe.Store
+	done = func() error { return nil }
+	switch d.Store {
+	case "redis":
+		r, err := redissink.NewDedupe(d.Redis.Redis, d.Redis.KeyPrefix, d.TTL)
+		if err != nil {
+			closeSinks(out)
+			return nil, nil, err
+		}
+		store, done = r, r.Close
+	default:
+		if d.Path != "" {
+			if err := os.MkdirAll(filepath.Dir(d.Path), 0o700); err != nil {
+				closeSinks(out)
+				return nil, nil, fmt.Errorf("dedupe: %w", err)
+			}
+		}
+		m, err := dedupe.NewMemory(d.Path, d.TTL, d.MaxKeys)
+		if err != nil {
+			closeSinks(out)
+			return nil, nil, err
+		}
+		store, done = m, m.Close
+	}
+	for i, s := range out {
+		out[i] = dedupe.Wrap(s, store)
+	}
+	return out, done, nil
+}
+
+func buildSinks(cfg *config.Config, log *slog.Logger) ([]pipeline.Sink, error) {
 	var out []pipeline.Sink
 	for _, s := range cfg.Sinks {
 		switch s.Type {
