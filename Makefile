@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz="^FuzzAppend\$$" -fuzztime=$(FUZZTIME) ./internal/jsonstr/
 	$(GO) test -run XXX -fuzz="^FuzzEncodeParsed\$$" -fuzztime=$(FUZZTIME) ./sinks/
 	$(GO) test -run XXX -fuzz="^FuzzParseRow\$$" -fuzztime=$(FUZZTIME) ./pipeline/windows/
+	$(GO) test -run XXX -fuzz="^FuzzRedact\$$" -fuzztime=$(FUZZTIME) ./pipeline/dlq/
 
 # Micro-benchmarks beside the code (parsers with their encoding/json
 # baseline, the reader, the encoder, the DLQ).

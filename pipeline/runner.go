@@ -35,7 +35,10 @@ type RunnerOptions struct {
 	Delivery []SinkDelivery
 	DLQ      DLQ
 	// KeepBytes bounds the payload copied into a DLQ entry (0 keeps all).
-	KeepBytes  int
+	KeepBytes int
+	// Redact, when set, removes or hashes personal fields from a payload
+	// before it goes into a DLQ entry (dlq.Redactor.Redact).
+	Redact     func(p []byte) ([]byte, bool)
 	Host       string
 	Version    string
 	Accounting *Accounting
@@ -200,6 +203,13 @@ func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
 	if rec.Payload == nil && u.Size > size {
 		size = u.Size
 	}
+	if r.o.Redact != nil {
+		if out, changed := r.o.Redact(payload); changed {
+			size += int64(len(out) - len(payload))
+			payload = out
+			e.Redacted = true
+		}
+	}
 	e.SetPayload(payload, size, r.o.KeepBytes)
 	return r.o.DLQ.Put(ctx, e)
 }
@@ -227,7 +237,7 @@ func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line
 // in Accounting.DLQOther so the record invariant leaves it out.
 func (r *Runner) DeadLetterOther(ctx context.Context, f Failure, src dlq.Source, payload []byte, window [2]time.Time) {
 	e := r.newEntry(f, CutMessage(f.Message), src)
-	e.SetPayload(payload, int64(len(payload)), 0) // kept whole: a row is useless cut
+	e.SetPayload(payload, int64(len(payload)), 0) // kept whole: a row is useless cut (its group values are the config's fields, not redacted)
 	if !window[0].IsZero() {
 		e.WindowStart, e.WindowEnd = &window[0], &window[1]
 	}

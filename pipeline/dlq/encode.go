@@ -97,6 +97,9 @@ func appendEntry(dst []byte, e *Entry) (_ []byte, ok bool) {
 	if e.SpanID != "" {
 		dst = appendKeyString(dst, `,"span_id":`, e.SpanID)
 	}
+	if e.Redacted {
+		dst = append(dst, `,"redacted":true`...)
+	}
 	dst = appendKeyInt(dst, `,"replay_count":`, int64(e.ReplayCount))
 	if e.ReplayedFrom != "" {
 		dst = appendKeyString(dst, `,"replayed_from":`, e.ReplayedFrom)

@@ -55,6 +55,8 @@ type Entry struct {
 	TraceID     string     `json:"trace_id,omitempty"`
 	SpanID      string     `json:"span_id,omitempty"`
 
+	// Redacted says dlq.redact removed or hashed fields of the payload.
+	Redacted     bool   `json:"redacted,omitempty"`
 	ReplayCount  int    `json:"replay_count"`
 	ReplayedFrom string `json:"replayed_from,omitempty"`
 }

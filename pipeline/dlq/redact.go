@@ -149,10 +149,12 @@ const (
 )
 
 // rdEdit replaces p[start:end]; hashes are of p[src0:src1], compacted
-// (whitespace outside strings left out) unless raw.
+// (whitespace outside strings left out) unless raw. A filled attribute
+// value's edit has skip set to the index after the edits it dropped.
 type rdEdit struct {
 	start, end int
 	src0, src1 int
+	skip       int
 	kind       rdKind
 	raw        bool
 }
@@ -393,9 +395,17 @@ func (w *rdWalker) fillValues(vmark int) {
 		if rdIsHash(w.p[v.src0:v.src1]) {
 			continue // already redacted
 		}
-		w.edits[v.edit] = rdEdit{start: v.start, end: v.end, src0: v.src0, src1: v.src1, kind: rdHashAttr}
-		for k := v.edit + 1; k < v.editsEnd; k++ {
-			w.edits[k].kind = rdNone
+		w.edits[v.edit] = rdEdit{start: v.start, end: v.end, src0: v.src0, src1: v.src1, skip: v.editsEnd, kind: rdHashAttr}
+		// Drop the edits inside, jumping over those an inner attribute
+		// value already dropped (so nesting costs nothing more).
+		for k := v.edit + 1; k < v.editsEnd; {
+			e := &w.edits[k]
+			e.kind = rdNone
+			if e.skip > k {
+				k = e.skip
+			} else {
+				k++
+			}
 		}
 	}
 }

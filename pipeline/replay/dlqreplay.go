@@ -192,8 +192,14 @@ func replayRecords(ctx context.Context, cfg *config.Config, log *slog.Logger, ve
 		_ = backend.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	redact, err := Redaction(cfg)
+	if err != nil {
+		closeSinks(sinkList)
+		_ = backend.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	runner = pipeline.NewRunner(pipeline.RunnerOptions{
-		Workers: cfg.Pipeline.Workers, Stages: stageList, Sinks: sinkList, Delivery: delivery,
+		Workers: cfg.Pipeline.Workers, Stages: stageList, Sinks: sinkList, Delivery: delivery, Redact: redact,
 		DLQ: backend, KeepBytes: int(cfg.DLQ.KeepBytes), Host: host, Version: version, Logger: log,
 	})
 

@@ -93,11 +93,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 		_ = backend.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	redact, err := Redaction(cfg)
+	if err != nil {
+		_ = backend.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	runner = pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers:   cfg.Pipeline.Workers,
 		Stages:    stageList,
 		Sinks:     sinkList,
 		Delivery:  delivery,
+		Redact:    redact,
 		DLQ:       backend,
 		KeepBytes: int(cfg.DLQ.KeepBytes),
 		Host:      host,
@@ -478,4 +484,13 @@ func Delivery(cfg *config.Config) ([]pipeline.SinkDelivery, []*dlq.Retrier, erro
 		rs = append(rs, r)
 	}
 	return out, rs, nil
+}
+
+// Redaction returns the DLQ payload redaction of the config, or nil.
+func Redaction(cfg *config.Config) (func([]byte) ([]byte, bool), error) {
+	r, err := dlq.NewRedactor(cfg.DLQ.Redact.Fields, cfg.DLQ.Redact.Mode)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return r.Redact, nil
 }

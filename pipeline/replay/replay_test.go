@@ -418,3 +418,30 @@ func TestReplayCustomJSONLPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestDLQRedaction: dlq.redact hashes (or removes) named fields from the
+// payloads the DLQ keeps, valid JSON or not; the entry says so.
+func TestDLQRedaction(t *testing.T) {
+	for _, mode := range []string{"hash", "remove"} {
+		t.Run(mode, func(t *testing.T) {
+			in, out := t.TempDir(), t.TempDir()
+			lines := `{"trace_id":"","user":{"email":"ann@example.com"},"msg":"no trace id"}
+{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","user.email":"bob@example.com","msg":"truncated
+`
+			if err := os.WriteFile(filepath.Join(in, "a.jsonl"), []byte(lines), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(t, out, fmt.Sprintf("  redact: {fields: [user.email], mode: %s}\n", mode))
+			rep, err := Run(context.Background(), cfg, Options{Paths: []string{in}, Logger: quietLogger()})
+			if err != nil || rep.DLQ["total"] != 2 {
+				t.Fatalf("%v %+v", err, rep)
+			}
+			for _, e := range readDLQ(t, filepath.Join(out, "dlq")) {
+				p := string(e.PayloadBytes())
+				if strings.Contains(p, "@example.com") || !e.Redacted {
+					t.Errorf("%s entry: payload %s, redacted %v", e.Error.Class, p, e.Redacted)
+				}
+			}
+		})
+	}
+}

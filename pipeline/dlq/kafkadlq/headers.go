@@ -22,6 +22,7 @@ const (
 	hPayloadSize     = "dlq.payload_size"
 	hPayloadSHA256   = "dlq.payload_sha256"
 	hTruncated       = "dlq.truncated"
+	hRedacted        = "dlq.redacted"
 	hSourceKind      = "dlq.source.kind"
 	hSourcePath      = "dlq.source.path"
 	hSourceFormat    = "dlq.source.format"
@@ -95,6 +96,7 @@ func encode(e *dlq.Entry) kafkago.Message {
 	h.int(hPayloadSize, e.PayloadSize)
 	h.str(hPayloadSHA256, e.PayloadSHA256)
 	h.bool(hTruncated, e.Truncated)
+	h.bool(hRedacted, e.Redacted)
 	s := &e.Source
 	h.str(hSourceKind, s.Kind)
 	h.str(hSourcePath, s.Path)
@@ -201,6 +203,8 @@ func decode(value []byte, headers []kafkago.Header) (*dlq.Entry, error) {
 			e.PayloadSHA256 = string(v)
 		case hTruncated:
 			e.Truncated = boolean(k, v)
+		case hRedacted:
+			e.Redacted = boolean(k, v)
 		case hSourceKind:
 			e.Source.Kind = string(v)
 		case hSourcePath:

@@ -47,6 +47,7 @@ const (
 	fPayloadSize     = "payload_size"
 	fPayloadSHA256   = "payload_sha256"
 	fTruncated       = "truncated"
+	fRedacted        = "redacted"
 )
 
 // appendFields appends e's fields as name, value pairs (the arguments of
@@ -119,6 +120,9 @@ func appendFields(dst []any, e *dlq.Entry) ([]any, int64) {
 	num(fPayloadSize, e.PayloadSize)
 	str(fPayloadSHA256, e.PayloadSHA256)
 	str(fTruncated, strconv.FormatBool(e.Truncated))
+	if e.Redacted {
+		str(fRedacted, "true")
+	}
 
 	var n int64
 	for _, v := range dst[start:] {
@@ -221,6 +225,13 @@ func decodeEntry(values map[string]any) (*dlq.Entry, error) {
 	case "false", "":
 	default:
 		errs = append(errs, fmt.Errorf("%s: %q is not a boolean", fTruncated, t))
+	}
+	switch t := str(fRedacted); t {
+	case "true":
+		e.Redacted = true
+	case "false", "":
+	default:
+		errs = append(errs, fmt.Errorf("%s: %q is not a boolean", fRedacted, t))
 	}
 	if e.ID == "" {
 		errs = append(errs, errors.New("no id field: not a DLQ entry"))
