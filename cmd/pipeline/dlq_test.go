@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tracepipe/tracepipe/internal/testkafka"
+	"github.com/tracepipe/tracepipe/internal/testredis"
 )
 
 // dlqFixture replays the sample logs into a temp dir (24 DLQ entries: 8
@@ -107,7 +111,22 @@ func TestDLQCommands(t *testing.T) {
 // each once, marked with replay_count and the entry it came from, and
 // empties the DLQ; a second replay delivers nothing new.
 func TestDLQReplayAfterAFix(t *testing.T) {
+	for _, backend := range []string{"file", "redis", "kafka"} {
+		t.Run(backend, func(t *testing.T) { testDLQReplayAfterAFix(t, backend) })
+	}
+}
+
+func testDLQReplayAfterAFix(t *testing.T, backend string) {
 	dir := t.TempDir()
+	dlqCfg := fmt.Sprintf("dlq: {file: {dir: %s/dlq}}\n", dir)
+	switch backend {
+	case "redis":
+		srv := testredis.Start(t)
+		dlqCfg = fmt.Sprintf("dlq: {type: redis, redis: {addr: %q, stream: dlq}, file: {dir: %s/dlq}}\n", srv.Addr(), dir)
+	case "kafka":
+		k := testkafka.Start(t)
+		dlqCfg = fmt.Sprintf("dlq: {type: kafka, kafka: {brokers: [%q], topic: dlq}, file: {dir: %s/dlq}}\n", k.Addrs()[0], dir)
+	}
 	in := filepath.Join(dir, "in.jsonl")
 	var lines []string
 	for i := range 50 {
@@ -116,7 +135,7 @@ func TestDLQReplayAfterAFix(t *testing.T) {
 	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := fmt.Sprintf("sinks: [{name: out, type: file, file: {dir: %[1]s/out}}]\ndlq: {file: {dir: %[1]s/dlq}}\nwindows: {metrics: []}\n", dir)
+	base := fmt.Sprintf("sinks: [{name: out, type: file, file: {dir: %[1]s/out}}]\nwindows: {metrics: []}\n", dir) + dlqCfg
 	before := filepath.Join(dir, "before.yaml")
 	after := filepath.Join(dir, "after.yaml")
 	if err := os.WriteFile(before, []byte(base), 0o644); err != nil {
@@ -183,4 +202,53 @@ func readRecords(t *testing.T, dir string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// TestDLQReplayOfASinkFailureGoesToThatSinkOnly: a run where one of two
+// sinks (a Redis Stream) is down puts the records it could not take in
+// the DLQ, while the file sink took them all. Once Redis is back, a DLQ
+// replay delivers them to the stream only: each record once in each sink.
+func TestDLQReplayOfASinkFailureGoesToThatSinkOnly(t *testing.T) {
+	srv := testredis.StartWith(t, testredis.Options{AOF: true})
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	var lines []string
+	for i := range 40 {
+		lines = append(lines, fmt.Sprintf(`{"ts":"2026-01-01T00:00:%02dZ","trace_id":"%032x","span_id":"%016x","service.name":"cart","msg":"m%d"}`, i%60, i+1, i+1, i))
+	}
+	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "c.yaml")
+	y := fmt.Sprintf(`sinks:
+  - {name: files, type: file, file: {dir: %[1]s/out}}
+  - {name: stream, type: redis_stream, redis_stream: {addr: %[2]q, stream: records, timeout: 300ms}}
+retry: {initial: 1ms, max_interval: 2ms, max_attempts: 2, max_elapsed: 50ms}
+dlq: {file: {dir: %[1]s/dlq}}
+windows: {metrics: []}
+`, dir, srv.Addr())
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := srv.Client(t)
+	srv.Kill()
+	var out, errOut bytes.Buffer
+	run([]string{"replay", "-c", cfg, "--no-progress", in}, &out, &errOut) // the stream sink cannot connect
+	var st dlqStatsDoc
+	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", cfg, "--json")), &st); err != nil || st.Total != 40 || st.ByClass["sink_exhausted"] != 40 {
+		t.Fatalf("with Redis down: %+v %v\n%s%s", st, err, out.String(), errOut.String())
+	}
+	if n := len(readRecords(t, filepath.Join(dir, "out"))); n != 40 {
+		t.Fatalf("the file sink took %d records while Redis was down, want 40", n)
+	}
+	srv.Restart()
+	if o := runOK(t, "dlq", "replay", "-c", cfg); !strings.Contains(o, "replayed 40: 40 delivered") {
+		t.Fatalf("replay: %s", o)
+	}
+	if n, err := client.XLen(context.Background(), "records").Result(); err != nil || n != 40 {
+		t.Fatalf("the stream holds %d records (%v), want 40", n, err)
+	}
+	if n := len(readRecords(t, filepath.Join(dir, "out"))); n != 40 {
+		t.Fatalf("the file sink holds %d records after the replay, want 40 (it had them already)", n)
+	}
 }

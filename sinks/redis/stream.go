@@ -77,9 +77,19 @@ func NewStream(name string, cfg config.RedisStreamSink, log *slog.Logger) (*Stre
 	c := goredis.NewClient(o)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
+	// A server that refuses us for good (a wrong password) is a config
+	// error; one that is down is an outage like any later one: the sink
+	// starts, its writes fail, are retried, and end in the DLQ.
 	if err := c.Ping(ctx).Err(); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("redis stream sink %s (%s): %w", name, cfg.Addr, ClassifyError(err))
+		err = ClassifyError(err)
+		if errors.Is(err, dlq.ErrPermanent) {
+			_ = c.Close()
+			return nil, fmt.Errorf("redis stream sink %s (%s): %w", name, cfg.Addr, err)
+		}
+		if log != nil {
+			log.Warn("redis stream sink: server not reachable at start; its records will be retried, then kept in the DLQ",
+				"sink", name, "addr", cfg.Addr, "err", err)
+		}
 	}
 	return &Stream{name: name, stream: cfg.Stream, maxLen: cfg.MaxLen, client: c, log: log}, nil
 }
