@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	metro "github.com/dgryski/go-metro"
+
 	"github.com/tracepipe/tracepipe/pipeline"
 )
 
@@ -96,12 +98,19 @@ func newMemory(path string, ttl time.Duration, maxKeys int, now func() time.Time
 	return m, nil
 }
 
+// digest is the 128-bit key a store keeps for k (MetroHash128: keys are
+// not secret and need no cryptographic hash, only few collisions; sha256
+// cost a third of a replay's throughput).
 func digest(k []byte) [16]byte {
-	s := sha256.Sum256(k)
+	a, b := metro.Hash128(k, digestSeed)
 	var d [16]byte
-	copy(d[:], s[:16])
+	binary.LittleEndian.PutUint64(d[:8], a)
+	binary.LittleEndian.PutUint64(d[8:], b)
 	return d
 }
+
+// digestSeed is fixed: digests are persisted (Memory's file).
+const digestSeed = 0x7472616365706970
 
 // Seen implements Store.
 func (m *Memory) Seen(_ context.Context, keys [][]byte) ([]bool, error) {
