@@ -84,16 +84,9 @@ type Backend struct {
 	w  *kafkago.Writer
 	fb dlq.Backend
 
-	queue chan *dlq.Entry
-	full  chan struct{}
-	done  chan struct{} // closed when the writer has finished
-
-	// mu orders Close against Puts, as in the file backend.
-	mu        sync.RWMutex
-	closed    bool
-	inflight  sync.WaitGroup
-	closeOnce sync.Once
-	isClosed  atomic.Bool
+	in   *dlq.Intake
+	full chan struct{}
+	done chan struct{} // closed when the writer has finished
 
 	fellBack     atomic.Int64
 	fellBackOnce sync.Once
@@ -138,7 +131,7 @@ func Open(cfg config.DLQKafka, log *slog.Logger, opts ...Option) (*Backend, erro
 		conn:       c,
 		w:          c.writer(c.topic),
 		fb:         c.o.fallback,
-		queue:      make(chan *dlq.Entry, c.o.queueSize),
+		in:         dlq.NewIntake(c.o.queueSize),
 		full:       make(chan struct{}),
 		done:       make(chan struct{}),
 		fellBackCh: make(chan struct{}),
@@ -195,7 +188,7 @@ func (b *Backend) Put(ctx context.Context, e *dlq.Entry) error {
 	if e == nil {
 		return errors.New("dlq kafka: Put of a nil entry")
 	}
-	if b.isClosed.Load() {
+	if b.in.Closed() {
 		return fmt.Errorf("%w: kafka topic %s", dlq.ErrClosed, b.topic)
 	}
 	if e.Version == 0 {
@@ -211,25 +204,13 @@ func (b *Backend) Put(ctx context.Context, e *dlq.Entry) error {
 		return err
 	}
 
-	b.mu.RLock()
-	if b.closed {
-		b.mu.RUnlock()
-		return fmt.Errorf("%w: kafka topic %s", dlq.ErrClosed, b.topic)
+	if err := b.in.Put(ctx, e); err != nil {
+		if errors.Is(err, dlq.ErrClosed) {
+			return fmt.Errorf("%w: kafka topic %s", dlq.ErrClosed, b.topic)
+		}
+		return err
 	}
-	b.inflight.Add(1)
-	b.mu.RUnlock()
-	defer b.inflight.Done()
-	select {
-	case b.queue <- e:
-		return nil
-	default:
-	}
-	select {
-	case b.queue <- e:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 // Close stops taking entries and waits until the writer has delivered (to
@@ -239,16 +220,7 @@ func (b *Backend) Put(ctx context.Context, e *dlq.Entry) error {
 // first, Close returns an error wrapping ctx.Err() and the writer goes on in
 // the background; a later Close waits again.
 func (b *Backend) Close(ctx context.Context) error {
-	b.closeOnce.Do(func() {
-		b.mu.Lock()
-		b.closed = true
-		b.isClosed.Store(true)
-		b.mu.Unlock()
-		go func() {
-			b.inflight.Wait()
-			close(b.queue)
-		}()
-	})
+	b.in.Close()
 	select {
 	case <-b.done:
 		b.statsMu.Lock()
@@ -299,12 +271,12 @@ func (b *Backend) Topic() string { return b.topic }
 func (b *Backend) run() {
 	defer b.finish()
 	batch := make([]*dlq.Entry, 0, maxBatch)
-	for e := range b.queue {
+	for e := range b.in.C {
 		batch = append(batch[:0], e)
 	fill:
 		for len(batch) < maxBatch {
 			select {
-			case e, ok := <-b.queue:
+			case e, ok := <-b.in.C:
 				if !ok {
 					break fill
 				}

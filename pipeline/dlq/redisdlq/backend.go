@@ -93,16 +93,9 @@ type Backend struct {
 	retryAfter time.Duration
 	timeout    time.Duration
 
-	queue chan *dlq.Entry
-	full  chan struct{}
-	done  chan struct{} // closed when the writer has finished
-
-	// mu orders Close against Puts, as in the file backend.
-	mu        sync.RWMutex
-	closed    bool
-	inflight  sync.WaitGroup
-	closeOnce sync.Once
-	isClosed  atomic.Bool
+	in   *dlq.Intake
+	full chan struct{}
+	done chan struct{} // closed when the writer has finished
 
 	fellBack     atomic.Int64
 	fellBackOnce sync.Once
@@ -141,7 +134,7 @@ func Open(cfg config.DLQRedis, opts Options) (*Backend, error) {
 		fb:         opts.Fallback,
 		retryAfter: opts.RetryAfter,
 		timeout:    cfg.Timeout,
-		queue:      make(chan *dlq.Entry, queueSize),
+		in:         dlq.NewIntake(queueSize),
 		full:       make(chan struct{}),
 		done:       make(chan struct{}),
 		fellBackCh: make(chan struct{}),
@@ -188,31 +181,19 @@ func (b *Backend) watchFull() {
 // wrapping dlq.ErrClosed. The Backend keeps e until written: the caller
 // must not modify it after Put.
 func (b *Backend) Put(ctx context.Context, e *dlq.Entry) error {
-	if b.isClosed.Load() {
+	if b.in.Closed() {
 		return b.errorf("%w", dlq.ErrClosed)
 	}
 	if err := prepare(e); err != nil {
 		return err
 	}
-	b.mu.RLock()
-	if b.closed {
-		b.mu.RUnlock()
-		return b.errorf("%w", dlq.ErrClosed)
+	if err := b.in.Put(ctx, e); err != nil {
+		if errors.Is(err, dlq.ErrClosed) {
+			return b.errorf("%w", dlq.ErrClosed)
+		}
+		return err
 	}
-	b.inflight.Add(1)
-	b.mu.RUnlock()
-	defer b.inflight.Done()
-	select {
-	case b.queue <- e:
-		return nil
-	default:
-	}
-	select {
-	case b.queue <- e:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 // Close stops taking entries and waits until the writer has written all
@@ -222,16 +203,7 @@ func (b *Backend) Put(ctx context.Context, e *dlq.Entry) error {
 // ends first, Close returns an error wrapping ctx.Err(); the writer goes on
 // in the background and a later Close waits again.
 func (b *Backend) Close(ctx context.Context) error {
-	b.closeOnce.Do(func() {
-		b.mu.Lock()
-		b.closed = true
-		b.isClosed.Store(true)
-		b.mu.Unlock()
-		go func() {
-			b.inflight.Wait()
-			close(b.queue)
-		}()
-	})
+	b.in.Close()
 	select {
 	case <-b.done:
 		b.statsMu.Lock()
@@ -282,7 +254,7 @@ func (b *Backend) run() {
 	batch := make([]*dlq.Entry, 0, writeBatch)
 	args := make([]any, 0, 80)
 	for {
-		e, ok := <-b.queue
+		e, ok := <-b.in.C
 		if !ok {
 			return
 		}
@@ -290,7 +262,7 @@ func (b *Backend) run() {
 	fill:
 		for len(batch) < writeBatch {
 			select {
-			case e, ok := <-b.queue:
+			case e, ok := <-b.in.C:
 				if !ok {
 					break fill
 				}
