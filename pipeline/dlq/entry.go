@@ -208,3 +208,18 @@ func encodeCrockford(b [16]byte) string {
 	}
 	return string(out[:])
 }
+
+// Prepare fills Version, Time and ID when they are zero and validates the
+// entry: what every backend's Put does first.
+func (e *Entry) Prepare() error {
+	if e.Version == 0 {
+		e.Version = SchemaVersion
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if e.ID == "" {
+		e.ID = NewID(e.Time)
+	}
+	return e.Validate()
+}

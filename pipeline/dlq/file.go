@@ -261,16 +261,7 @@ func (f *File) Put(ctx context.Context, e *Entry) error {
 	if err := f.refusal(); err != nil {
 		return err
 	}
-	if e.Version == 0 {
-		e.Version = SchemaVersion
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	if e.ID == "" {
-		e.ID = NewID(e.Time)
-	}
-	if err := e.Validate(); err != nil {
+	if err := e.Prepare(); err != nil {
 		return err
 	}
 	it, err := encodeItem(e)

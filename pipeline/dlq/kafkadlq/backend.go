@@ -68,7 +68,6 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -82,15 +81,10 @@ import (
 type Backend struct {
 	*conn
 	w  *kafkago.Writer
-	fb dlq.Backend
+	fb *dlq.Fallback
 
 	in   *dlq.Intake
-	full chan struct{}
 	done chan struct{} // closed when the writer has finished
-
-	fellBack     atomic.Int64
-	fellBackOnce sync.Once
-	fellBackCh   chan struct{} // closed at the first fallback
 
 	statsMu sync.Mutex
 	stats   dlq.Stats // Kafka's part
@@ -130,11 +124,8 @@ func Open(cfg config.DLQKafka, log *slog.Logger, opts ...Option) (*Backend, erro
 	b := &Backend{
 		conn:       c,
 		w:          c.writer(c.topic),
-		fb:         c.o.fallback,
 		in:         dlq.NewIntake(c.o.queueSize),
-		full:       make(chan struct{}),
 		done:       make(chan struct{}),
-		fellBackCh: make(chan struct{}),
 		retryAfter: c.o.retryAfter,
 		stats:      dlq.Stats{Written: map[string]int64{}},
 	}
@@ -144,9 +135,7 @@ func Open(cfg config.DLQKafka, log *slog.Logger, opts ...Option) (*Backend, erro
 	} else {
 		b.topicOK = true
 	}
-	if b.fb != nil {
-		go b.watchFull()
-	}
+	b.fb = dlq.NewFallback(c.o.fallback, b.done)
 	go b.run()
 	return b, nil
 }
@@ -160,21 +149,6 @@ func unreachable(err error) bool {
 		return true
 	}
 	return false
-}
-
-// watchFull closes full once entries went to the fallback and the
-// fallback reached its cap.
-func (b *Backend) watchFull() {
-	select {
-	case <-b.fellBackCh:
-	case <-b.done:
-		return
-	}
-	select {
-	case <-b.fb.Full():
-		close(b.full)
-	case <-b.done:
-	}
 }
 
 // Put validates e (filling Version, Time and ID when zero, as the file
@@ -191,16 +165,7 @@ func (b *Backend) Put(ctx context.Context, e *dlq.Entry) error {
 	if b.in.Closed() {
 		return fmt.Errorf("%w: kafka topic %s", dlq.ErrClosed, b.topic)
 	}
-	if e.Version == 0 {
-		e.Version = dlq.SchemaVersion
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	if e.ID == "" {
-		e.ID = dlq.NewID(e.Time)
-	}
-	if err := e.Validate(); err != nil {
+	if err := e.Prepare(); err != nil {
 		return err
 	}
 
@@ -241,27 +206,16 @@ func (b *Backend) Stats() dlq.Stats {
 	st := b.stats
 	st.Written = maps.Clone(b.stats.Written)
 	b.statsMu.Unlock()
-	if b.fb != nil {
-		fs := b.fb.Stats()
-		for class, n := range fs.Written {
-			st.Written[class] += n
-		}
-		st.Total += fs.Total
-		st.Failed += fs.Failed
-		st.Evicted += fs.Evicted
-		st.EvictedSegments += fs.EvictedSegments
-		st.Bytes += fs.Bytes
-	}
-	return st
+	return b.fb.AddStats(st)
 }
 
 // Full is closed when entries went to the fallback and the fallback reached
 // its cap (file DLQ, overflow: fail). Kafka itself never fills (retention
 // removes old entries), so without a fallback it is never closed.
-func (b *Backend) Full() <-chan struct{} { return b.full }
+func (b *Backend) Full() <-chan struct{} { return b.fb.Full() }
 
 // FellBack is how many entries went to the fallback since Open.
-func (b *Backend) FellBack() int64 { return b.fellBack.Load() }
+func (b *Backend) FellBack() int64 { return b.fb.Taken() }
 
 // Topic names the DLQ topic.
 func (b *Backend) Topic() string { return b.topic }
@@ -296,10 +250,8 @@ func (b *Backend) finish() {
 		b.recordErr(fmt.Errorf("dlq kafka: close writer: %w", err))
 	}
 	b.tr.CloseIdleConnections()
-	if b.fb != nil {
-		if err := b.fb.Close(context.Background()); err != nil {
-			b.recordErr(fmt.Errorf("dlq kafka: close fallback: %w", err))
-		}
+	if err := b.fb.Close(); err != nil {
+		b.recordErr(fmt.Errorf("dlq kafka: close fallback: %w", err))
 	}
 	close(b.done)
 }
@@ -430,7 +382,7 @@ func (b *Backend) markDown(err error) {
 // up notes that Kafka took a batch.
 func (b *Backend) up() {
 	if b.down {
-		b.log.Info("dlq kafka: delivering to Kafka again", "topic", b.topic, "fell_back", b.fellBack.Load())
+		b.log.Info("dlq kafka: delivering to Kafka again", "topic", b.topic, "fell_back", b.fb.Taken())
 	}
 	b.down = false
 	b.retryAfter = b.o.retryAfter
@@ -450,18 +402,15 @@ func (b *Backend) fallback(entries []*dlq.Entry, cause error) {
 	if len(entries) == 0 {
 		return
 	}
-	if b.fb == nil {
+	if !b.fb.Exists() {
 		b.fail(int64(len(entries)), fmt.Errorf("dlq kafka: %d entries not delivered to topic %s and no fallback: %w", len(entries), b.topic, cause))
 		return
 	}
 	for _, e := range entries {
-		if err := b.fb.Put(context.Background(), e); err != nil {
+		if err := b.fb.Put(e); err != nil {
 			b.fail(1, fmt.Errorf("dlq kafka: entry %s: Kafka did not take it (%v) and the fallback refused it: %w", e.ID, cause, err))
-			continue
 		}
-		b.fellBack.Add(1)
 	}
-	b.fellBackOnce.Do(func() { close(b.fellBackCh) })
 }
 
 // fail counts entries lost and keeps the first error.

@@ -36,7 +36,6 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -89,17 +88,12 @@ type Options struct {
 // Ack, Move) on the same stream.
 type Backend struct {
 	*conn
-	fb         dlq.Backend
+	fb         *dlq.Fallback
 	retryAfter time.Duration
 	timeout    time.Duration
 
 	in   *dlq.Intake
-	full chan struct{}
 	done chan struct{} // closed when the writer has finished
-
-	fellBack     atomic.Int64
-	fellBackOnce sync.Once
-	fellBackCh   chan struct{} // closed at the first fallback
 
 	statsMu sync.Mutex
 	stats   dlq.Stats // Redis's part
@@ -131,20 +125,17 @@ func Open(cfg config.DLQRedis, opts Options) (*Backend, error) {
 	}
 	b := &Backend{
 		conn:       newConn(cfg, log),
-		fb:         opts.Fallback,
 		retryAfter: opts.RetryAfter,
 		timeout:    cfg.Timeout,
 		in:         dlq.NewIntake(queueSize),
-		full:       make(chan struct{}),
 		done:       make(chan struct{}),
-		fellBackCh: make(chan struct{}),
 		stats:      dlq.Stats{Written: map[string]int64{}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		err = sinkredis.ClassifyError(err)
-		if b.fb == nil || errors.Is(err, dlq.ErrPermanent) {
+		if opts.Fallback == nil || errors.Is(err, dlq.ErrPermanent) {
 			_ = b.client.Close()
 			return nil, b.errorf("%w", err)
 		}
@@ -152,26 +143,9 @@ func Open(cfg config.DLQRedis, opts Options) (*Backend, error) {
 			"addr", cfg.Addr, "stream", cfg.Stream, "err", err)
 		b.markDown(time.Now())
 	}
-	if b.fb != nil {
-		go b.watchFull()
-	}
+	b.fb = dlq.NewFallback(opts.Fallback, b.done)
 	go b.run()
 	return b, nil
-}
-
-// watchFull closes Full once entries went to the fallback and the fallback
-// is full: input must stop then, as with the file DLQ alone.
-func (b *Backend) watchFull() {
-	select {
-	case <-b.fb.Full():
-	case <-b.done:
-		return
-	}
-	select {
-	case <-b.fellBackCh:
-		close(b.full)
-	case <-b.done:
-	}
 }
 
 // Put validates e (filling Version, Time and ID when zero, as the file
@@ -225,27 +199,16 @@ func (b *Backend) Stats() dlq.Stats {
 	st.Written = maps.Clone(b.stats.Written)
 	b.statsMu.Unlock()
 	st.Evicted += b.Trimmed()
-	if b.fb != nil {
-		fs := b.fb.Stats()
-		for class, n := range fs.Written {
-			st.Written[class] += n
-		}
-		st.Total += fs.Total
-		st.Failed += fs.Failed
-		st.Evicted += fs.Evicted
-		st.EvictedSegments += fs.EvictedSegments
-		st.Bytes += fs.Bytes
-	}
-	return st
+	return b.fb.AddStats(st)
 }
 
 // Full is closed when entries went to the fallback and the fallback
 // reached its cap (file DLQ, overflow: fail). Redis itself never fills: its
 // cap trims. It stays closed.
-func (b *Backend) Full() <-chan struct{} { return b.full }
+func (b *Backend) Full() <-chan struct{} { return b.fb.Full() }
 
 // FellBack is how many entries went to the fallback since Open.
-func (b *Backend) FellBack() int64 { return b.fellBack.Load() }
+func (b *Backend) FellBack() int64 { return b.fb.Taken() }
 
 // run is the writer: it takes what is queued, up to writeBatch at a time,
 // until the queue is closed.
@@ -278,10 +241,8 @@ func (b *Backend) run() {
 
 // finish closes the fallback and the client once the queue is drained.
 func (b *Backend) finish() {
-	if b.fb != nil {
-		if err := b.fb.Close(context.Background()); err != nil {
-			b.recordErr(fmt.Errorf("redis dlq: fallback: %w", err))
-		}
+	if err := b.fb.Close(); err != nil {
+		b.recordErr(fmt.Errorf("redis dlq: fallback: %w", err))
 	}
 	_ = b.client.Close()
 	close(b.done)
@@ -384,7 +345,7 @@ func (b *Backend) fallback(entries []*dlq.Entry, cause error) {
 		b.log.Warn("redis dlq: writing to redis failed; entries go to the fallback DLQ",
 			"stream", b.stream, "entries", len(entries), "retry_after", b.backoff, "err", cause)
 	}
-	if b.fb == nil {
+	if !b.fb.Exists() {
 		if cause == nil {
 			cause = errors.New("redis unavailable")
 		}
@@ -394,12 +355,9 @@ func (b *Backend) fallback(entries []*dlq.Entry, cause error) {
 	for _, e := range entries {
 		// Blocks while the fallback's queue is full: backpressure reaches
 		// Put through this Backend's queue.
-		if err := b.fb.Put(context.Background(), e); err != nil {
+		if err := b.fb.Put(e); err != nil {
 			b.fail(1, b.errorf("entry %s: neither redis nor the fallback took it: %w", e.ID, err))
-			continue
 		}
-		b.fellBack.Add(1)
-		b.fellBackOnce.Do(func() { close(b.fellBackCh) })
 	}
 }
 

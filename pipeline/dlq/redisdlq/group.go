@@ -295,22 +295,11 @@ func (c *conn) Move(ctx context.Context, srcStream, group, streamID string, e *d
 	return nil
 }
 
-// prepare fills e's Version, Time and ID when zero, as the file backend
-// does, and validates it.
 func prepare(e *dlq.Entry) error {
 	if e == nil {
 		return errors.New("redis dlq: nil entry")
 	}
-	if e.Version == 0 {
-		e.Version = dlq.SchemaVersion
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	if e.ID == "" {
-		e.ID = dlq.NewID(e.Time)
-	}
-	return e.Validate()
+	return e.Prepare()
 }
 
 // isStreamID reports whether s has the form of a stream entry id
