@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -155,53 +154,11 @@ func notReplayable(e *dlq.Entry, sinkIndex map[string]int) string {
 // replayRecords runs the selected entries through parse, filter, windows
 // and sinks.
 func replayRecords(ctx context.Context, cfg *config.Config, log *slog.Logger, version string, items []*replayItem, sinkIndex map[string]int) (*Report, error) {
-	popts, err := ParserOptions(cfg)
+	j, err := newJob(ctx, cfg, log, version)
 	if err != nil {
 		return nil, err
 	}
-	sinkList, closeDedupe, err := Sinks(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	defer closeDedupe()
-	backend, err := OpenDLQ(cfg, log)
-	if err != nil {
-		closeSinks(sinkList)
-		return nil, err
-	}
-	host, _ := os.Hostname()
-	stageList := []pipeline.Stage{stages.NewParse(popts)}
-	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
-		stageList = append(stageList, f)
-	}
-	var runner *pipeline.Runner
-	win, winSink, err := openWindows(cfg, log, func(ctx context.Context, rows []windows.Row, err error) {
-		WindowRowsFailed(ctx, runner, winSinkName(cfg), rows, err)
-	})
-	if err != nil {
-		closeSinks(sinkList)
-		_ = backend.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	if win != nil {
-		stageList = append(stageList, win)
-	}
-	delivery, retriers, err := Delivery(cfg)
-	if err != nil {
-		closeSinks(sinkList)
-		_ = backend.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	redact, err := Redaction(cfg)
-	if err != nil {
-		closeSinks(sinkList)
-		_ = backend.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	runner = pipeline.NewRunner(pipeline.RunnerOptions{
-		Workers: cfg.Pipeline.Workers, Stages: stageList, Sinks: sinkList, Delivery: delivery, Redact: redact,
-		DLQ: backend, KeepBytes: int(cfg.DLQ.KeepBytes), Host: host, Version: version, Logger: log,
-	})
+	runner, win := j.runner, j.win
 
 	batches, groups := replayBatches(cfg, items, sinkIndex)
 	if win != nil {
@@ -231,37 +188,11 @@ func replayRecords(ctx context.Context, cfg *config.Config, log *slog.Logger, ve
 	runner.Run(context.WithoutCancel(ctx), ch)
 
 	var errs []error
-	if win != nil {
-		if err := win.Close(context.WithoutCancel(ctx)); err != nil {
-			errs = append(errs, err)
-		}
-		if err := winSink.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("windows sink: %w", err))
-		}
+	if err := j.close(context.WithoutCancel(ctx)); err != nil {
+		errs = append(errs, err)
 	}
-	for _, s := range sinkList {
-		if err := s.Close(context.WithoutCancel(ctx)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := backend.Close(context.WithoutCancel(ctx)); err != nil {
-		errs = append(errs, fmt.Errorf("DLQ: %w", err))
-	}
-	a := runner.Accounting()
-	st := backend.Stats()
-	rep := &Report{
-		Units: a.Units.Load(), RecordsIn: a.RecordsIn.Load(), RecordsOut: a.RecordsOut.Load(),
-		RecordsFiltered: a.RecordsFiltered.Load(), DLQ: map[string]int64{"total": st.Total},
-		DLQLost: a.DLQLost.Load() + st.Failed, DLQEvicted: st.Evicted, DLQWindowRows: a.DLQOther.Load(),
-		Seconds: time.Since(start).Seconds(), Sources: a.Sources(), Sinks: sinkReports(runner.SinkStats(), retriers),
-	}
-	for _, c := range pipeline.Classes {
-		rep.DLQ[string(c)] = st.Written[string(c)]
-	}
-	if win != nil {
-		rep.Windows = &WindowsReport{Metrics: len(cfg.Windows.Metrics), Sink: winSinkWhere(cfg, winSink), Snapshot: win.Stats.Snapshot()}
-	}
-	if err := rep.check(a); err != nil {
+	rep := &Report{}
+	if err := j.report(rep, 0, 0, time.Since(start)); err != nil {
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)

@@ -21,7 +21,6 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/dlq/kafkadlq"
 	"github.com/tracepipe/tracepipe/pipeline/dlq/redisdlq"
-	"github.com/tracepipe/tracepipe/pipeline/stages"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
 	"github.com/tracepipe/tracepipe/sinks"
 	kafkasink "github.com/tracepipe/tracepipe/sinks/kafka"
@@ -50,15 +49,6 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	popts, err := ParserOptions(cfg)
-	if err != nil {
-		return nil, err
-	}
-	sinkList, closeDedupe, err := Sinks(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	defer closeDedupe()
 	files, expandErrs := file.Expand(o.Paths)
 	if len(files) == 0 && len(expandErrs) == len(o.Paths) {
 		msgs := make([]error, 0, len(expandErrs))
@@ -67,49 +57,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 		}
 		return nil, fmt.Errorf("%w\n%w", ErrNoInput, errors.Join(msgs...))
 	}
-
-	backend, err := OpenDLQ(cfg, log)
+	j, err := newJob(ctx, cfg, log, o.Version)
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	stageList := []pipeline.Stage{stages.NewParse(popts)}
-	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
-		stageList = append(stageList, f)
-	}
-	var runner *pipeline.Runner
-	win, winSink, err := openWindows(cfg, log, func(ctx context.Context, rows []windows.Row, err error) {
-		WindowRowsFailed(ctx, runner, winSinkName(cfg), rows, err)
-	})
-	if err != nil {
-		_ = backend.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	if win != nil {
-		stageList = append(stageList, win)
-	}
-	delivery, retriers, err := Delivery(cfg)
-	if err != nil {
-		_ = backend.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	redact, err := Redaction(cfg)
-	if err != nil {
-		_ = backend.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	runner = pipeline.NewRunner(pipeline.RunnerOptions{
-		Workers:   cfg.Pipeline.Workers,
-		Stages:    stageList,
-		Sinks:     sinkList,
-		Delivery:  delivery,
-		Redact:    redact,
-		DLQ:       backend,
-		KeepBytes: int(cfg.DLQ.KeepBytes),
-		Host:      host,
-		Version:   o.Version,
-		Logger:    log,
-	})
+	runner, backend, win := j.runner, j.backend, j.win
 
 	fopts := file.DefaultOptions()
 	fopts.MaxLineBytes = int(cfg.Input.MaxLineBytes)
@@ -132,11 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	}
 	reader, err := file.NewReader(fopts)
 	if err != nil {
-		if win != nil {
-			_ = win.Close(context.WithoutCancel(ctx))
-			_ = winSink.Close()
-		}
-		_ = backend.Close(context.WithoutCancel(ctx))
+		_ = j.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 
@@ -182,38 +130,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	watcher.Wait()
 	bar.stop()
 
-	// Everything read is handled; now make it durable. Close the DLQ last:
-	// a sink that fails to close has already routed nothing more to it.
+	// Everything read is handled; now make it durable.
 	var errs []error
-	// Close every window (end of input, or interrupted: what was read is
-	// counted) while the DLQ still takes the rows the sink may refuse.
-	if win != nil {
-		if err := win.Close(context.WithoutCancel(ctx)); err != nil {
-			errs = append(errs, err)
-		}
-		if err := winSink.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("windows sink: %w", err))
-		}
+	if err := j.close(context.WithoutCancel(ctx)); err != nil {
+		errs = append(errs, err)
 	}
-	for _, s := range sinkList {
-		if err := s.Close(context.WithoutCancel(ctx)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := backend.Close(context.WithoutCancel(ctx)); err != nil {
-		errs = append(errs, fmt.Errorf("DLQ: %w", err))
-	}
-	rep := newReport(len(files)+len(expandErrs), reader, runner.Accounting(), backend.Stats(), time.Since(start))
-	rep.DLQFull = dlqFull
-	rep.Interrupted = ctx.Err() != nil && !dlqFull
-	if cfg.DLQ.File != nil {
-		rep.DLQDir = cfg.DLQ.File.Dir
-	}
-	rep.Sinks = sinkReports(runner.SinkStats(), retriers)
-	if win != nil {
-		rep.Windows = &WindowsReport{Metrics: len(cfg.Windows.Metrics), Sink: winSinkWhere(cfg, winSink), Snapshot: win.Stats.Snapshot()}
-	}
-	if err := rep.check(runner.Accounting()); err != nil {
+	rep := &Report{Files: len(files) + len(expandErrs), DLQFull: dlqFull, Interrupted: ctx.Err() != nil && !dlqFull}
+	if err := j.report(rep, reader.BytesDecoded(), reader.BytesRead(), time.Since(start)); err != nil {
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)

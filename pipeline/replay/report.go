@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
-	"github.com/tracepipe/tracepipe/sources/file"
 )
 
 // Report is the outcome of a replay, printed as a summary and written as
@@ -50,36 +48,6 @@ type Report struct {
 	Interrupted bool `json:"interrupted,omitempty"` // the run stopped early: a signal
 
 	Sources []pipeline.SourceCount `json:"sources"`
-}
-
-func newReport(files int, r *file.Reader, a *pipeline.Accounting, st dlq.Stats, took time.Duration) *Report {
-	rep := &Report{
-		Files:           files,
-		BytesIn:         r.BytesDecoded(),
-		BytesRead:       r.BytesRead(),
-		Units:           a.Units.Load(),
-		RecordsIn:       a.RecordsIn.Load(),
-		RecordsOut:      a.RecordsOut.Load(),
-		RecordsFiltered: a.RecordsFiltered.Load(),
-		DLQ:             map[string]int64{"total": st.Total},
-		DLQLost:         a.DLQLost.Load() + st.Failed,
-		DLQEvicted:      st.Evicted,
-		DLQWindowRows:   a.DLQOther.Load(),
-		Seconds:         took.Seconds(),
-		Sources:         a.Sources(),
-	}
-	for _, c := range pipeline.Classes {
-		rep.DLQ[string(c)] = st.Written[string(c)]
-	}
-	for _, s := range rep.Sources {
-		if s.Failed {
-			rep.FilesFailed++
-		}
-	}
-	if rep.Seconds > 0 {
-		rep.MBPerSec = float64(rep.BytesIn) / 1e6 / rep.Seconds
-	}
-	return rep
 }
 
 // check reconciles the run: what the DLQ wrote matches what was sent to it,

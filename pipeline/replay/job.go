@@ -1,0 +1,155 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/pipeline/stages"
+	"github.com/tracepipe/tracepipe/pipeline/windows"
+)
+
+// job is the pipeline a config describes: parse, filter and windows
+// stages, the sinks with their retry policies (and dedupe), the DLQ, and
+// the runner over them. A file replay and a DLQ replay differ only in what
+// feeds the runner.
+type job struct {
+	cfg         *config.Config
+	sinks       []pipeline.Sink
+	closeDedupe func() error
+	backend     dlq.Backend
+	win         *windows.Windows // nil without metrics
+	winSink     windows.RowWriter
+	retriers    []*dlq.Retrier
+	runner      *pipeline.Runner
+}
+
+// newJob builds the job; on error it closes what it had opened.
+func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version string) (_ *job, err error) {
+	j := &job{cfg: cfg, closeDedupe: func() error { return nil }}
+	defer func() {
+		if err != nil {
+			_ = j.close(context.WithoutCancel(ctx))
+		}
+	}()
+	popts, err := ParserOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if j.sinks, j.closeDedupe, err = Sinks(cfg, log); err != nil {
+		j.closeDedupe = func() error { return nil }
+		return nil, err
+	}
+	if j.backend, err = OpenDLQ(cfg, log); err != nil {
+		return nil, err
+	}
+	stageList := []pipeline.Stage{stages.NewParse(popts)}
+	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
+		stageList = append(stageList, f)
+	}
+	if j.win, j.winSink, err = openWindows(cfg, log, func(ctx context.Context, rows []windows.Row, err error) {
+		WindowRowsFailed(ctx, j.runner, winSinkName(cfg), rows, err)
+	}); err != nil {
+		return nil, err
+	}
+	if j.win != nil {
+		stageList = append(stageList, j.win)
+	}
+	delivery, retriers, err := Delivery(cfg)
+	if err != nil {
+		return nil, err
+	}
+	j.retriers = retriers
+	redact, err := Redaction(cfg)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	j.runner = pipeline.NewRunner(pipeline.RunnerOptions{
+		Workers:   cfg.Pipeline.Workers,
+		Stages:    stageList,
+		Sinks:     j.sinks,
+		Delivery:  delivery,
+		Redact:    redact,
+		DLQ:       j.backend,
+		KeepBytes: int(cfg.DLQ.KeepBytes),
+		Host:      host,
+		Version:   version,
+		Logger:    log,
+	})
+	return j, nil
+}
+
+// close makes everything durable, in order: every window closes (what was
+// read is counted) while the DLQ still takes the rows the windows sink may
+// refuse; then the sinks; the DLQ last, since a sink that fails to close
+// routes nothing more to it; then the dedupe store. It returns every error.
+func (j *job) close(ctx context.Context) error {
+	var errs []error
+	if j.runner != nil {
+		j.runner.Close() // retries in flight end (Run did it already, unless it never ran)
+	}
+	if j.win != nil {
+		if err := j.win.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := j.winSink.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("windows sink: %w", err))
+		}
+	}
+	for _, s := range j.sinks {
+		if err := s.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if j.backend != nil {
+		if err := j.backend.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("DLQ: %w", err))
+		}
+	}
+	if err := j.closeDedupe(); err != nil {
+		errs = append(errs, fmt.Errorf("dedupe: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// report fills what the job knows into rep (a closed job: final counts)
+// and reconciles it.
+func (j *job) report(rep *Report, bytesIn, bytesRead int64, took time.Duration) error {
+	a := j.runner.Accounting()
+	st := j.backend.Stats()
+	rep.BytesIn, rep.BytesRead = bytesIn, bytesRead
+	rep.Units = a.Units.Load()
+	rep.RecordsIn, rep.RecordsOut, rep.RecordsFiltered = a.RecordsIn.Load(), a.RecordsOut.Load(), a.RecordsFiltered.Load()
+	rep.DLQ = map[string]int64{"total": st.Total}
+	for _, c := range pipeline.Classes {
+		rep.DLQ[string(c)] = st.Written[string(c)]
+	}
+	rep.DLQLost = a.DLQLost.Load() + st.Failed
+	rep.DLQEvicted = st.Evicted
+	rep.DLQWindowRows = a.DLQOther.Load()
+	rep.Seconds = took.Seconds()
+	if rep.Seconds > 0 {
+		rep.MBPerSec = float64(rep.BytesIn) / 1e6 / rep.Seconds
+	}
+	rep.Sources = a.Sources()
+	for _, s := range rep.Sources {
+		if s.Failed {
+			rep.FilesFailed++
+		}
+	}
+	if j.cfg.DLQ.File != nil {
+		rep.DLQDir = j.cfg.DLQ.File.Dir
+	}
+	rep.Sinks = sinkReports(j.runner.SinkStats(), j.retriers)
+	if j.win != nil {
+		rep.Windows = &WindowsReport{Metrics: len(j.cfg.Windows.Metrics), Sink: winSinkWhere(j.cfg, j.winSink), Snapshot: j.win.Stats.Snapshot()}
+	}
+	return rep.check(a)
+}
