@@ -116,6 +116,7 @@ type Batch struct {
 	// and each sink retry in flight) and each sink's final error.
 	pending atomic.Int32
 	sinkErr [MaxSinks]error
+	writes  [MaxSinks]sinkWrite
 
 	// Replays, when set (a DLQ replay), holds per unit the DLQ entry the
 	// unit came from; the parse stage copies it onto the unit's records.
@@ -197,6 +198,9 @@ func (b *Batch) Reset() {
 	b.SinkMask = 0
 	b.pending.Store(0)
 	clear(b.sinkErr[:])
+	for i := range b.writes { // keep the closures, drop what they point to
+		b.writes[i].r, b.writes[i].s = nil, nil
+	}
 }
 
 // maxPooledBytes caps what a pooled batch keeps: a batch that held one huge

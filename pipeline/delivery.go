@@ -178,9 +178,22 @@ func permanent(err error) bool {
 }
 
 // writer returns the write of b to the sink as an operation for the
-// retrier (one small allocation per batch and sink, only with a policy).
+// retrier. The closure lives in the batch (made once per pooled batch and
+// sink slot, then reused), so delivering allocates nothing per batch.
 func (sr *sinkRunner) writer(r *Runner, b *Batch) func(context.Context) error {
-	return func(ctx context.Context) error { return r.write(ctx, sr.sink, b) }
+	w := &b.writes[sr.index]
+	w.r, w.s = r, sr.sink
+	if w.op == nil {
+		w.op = func(ctx context.Context) error { return w.r.write(ctx, w.s, b) }
+	}
+	return w.op
+}
+
+// sinkWrite is a batch's write to one sink, as the retrier runs it.
+type sinkWrite struct {
+	r  *Runner
+	s  Sink
+	op func(context.Context) error
 }
 
 // write calls one sink, turning a panic into an error for the batch.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/gen"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
@@ -26,7 +27,8 @@ func genLines(t testing.TB, format string, n int64) [][]byte {
 	return bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
 }
 
-// hotPath wires parse, filter and the runner to a real sink and a real DLQ.
+// hotPath wires parse, filter and the runner to a real sink, with the
+// default retry policy as replay sets it, and a real DLQ.
 func hotPath(t testing.TB, sink pipeline.Sink) (*pipeline.Runner, *dlq.File) {
 	t.Helper()
 	opts := parsers.DefaultOptions()
@@ -38,11 +40,12 @@ func hotPath(t testing.TB, sink pipeline.Sink) (*pipeline.Runner, *dlq.File) {
 		t.Fatal(err)
 	}
 	r := pipeline.NewRunner(pipeline.RunnerOptions{
-		Workers: 1,
-		Stages:  []pipeline.Stage{stages.NewParse(&opts), stages.NewFilter(nil, []string{"no-such-service"})},
-		Sinks:   []pipeline.Sink{sink},
-		DLQ:     d,
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Workers:  1,
+		Stages:   []pipeline.Stage{stages.NewParse(&opts), stages.NewFilter(nil, []string{"no-such-service"})},
+		Sinks:    []pipeline.Sink{sink},
+		Delivery: []pipeline.SinkDelivery{{Retry: defaultRetrier(t)}},
+		DLQ:      d,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	return r, d
 }
@@ -124,4 +127,18 @@ func BenchmarkHotPath(b *testing.B) {
 			_ = d.Close(context.Background())
 		})
 	}
+}
+
+// defaultRetrier is the retry policy of the shipped config.
+func defaultRetrier(t testing.TB) *dlq.Retrier {
+	t.Helper()
+	cfg, err := config.Decode(config.Default, "default", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := dlq.NewRetrier(cfg.Retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
