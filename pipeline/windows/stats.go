@@ -9,12 +9,12 @@ import (
 // for telemetry. All are totals since the stage started unless named
 // otherwise.
 type Stats struct {
-	// MaxEventTime is the highest event time seen (Unix ns; 0 = none yet).
-	MaxEventTime atomic.Int64
-	// Watermark is MaxEventTime - allowed lateness (Unix ns; 0 = none yet).
+	// Watermark is the lowest of the unfinished sources' highest event
+	// time minus allowed lateness (Unix ns; 0 = none yet), as of the
+	// closer's last cycle.
 	Watermark atomic.Int64
-	// OpenWindows is the windows between the watermark and MaxEventTime
-	// that can still take records on time (a gauge).
+	// OpenWindows is how many windows hold counts and are not closed (a
+	// gauge; max_open_windows bounds it).
 	OpenWindows atomic.Int64
 
 	Counted      atomic.Int64 // records counted into at least one metric

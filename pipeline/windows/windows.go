@@ -609,9 +609,6 @@ func (w *Windows) cycle(ctx context.Context, final bool) {
 		onTime = max(before, w.window(wm)) // the first window whose end the watermark has not passed
 		before = onTime
 	}
-	if m := w.maxEvent.Load(); m != math.MinInt64 {
-		w.Stats.MaxEventTime.Store(m)
-	}
 	before = max(before, w.capOpen(before))
 	if final {
 		before, onTime = math.MaxInt64, math.MaxInt64
