@@ -96,6 +96,11 @@ type Unit struct {
 // GetBatch and return it with PutBatch; it must not be used after PutBatch.
 type Batch struct {
 	Source *Source
+	// Seq numbers the batches of one Source in the order they were read:
+	// 1, 2, 3... with no gap. 0 means unsequenced. Stages that must see a
+	// source's batches as a contiguous prefix (the window watermark) and
+	// the ack tracker rely on it.
+	Seq uint64
 	// Buf holds the units' raw bytes. A record field or attribute that is a
 	// view into Buf is text taken verbatim from a strictly validated JSON
 	// unit (a string's contents without escapes, a number literal, a hex
@@ -187,6 +192,7 @@ func (b *Batch) CopyString(s string) []byte {
 // Reset empties the batch for reuse, keeping its capacity.
 func (b *Batch) Reset() {
 	b.Source = nil
+	b.Seq = 0
 	b.Buf = b.Buf[:0]
 	b.Units = b.Units[:0]
 	b.Records = b.Records[:0]
