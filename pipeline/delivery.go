@@ -8,26 +8,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
 // MaxSinks bounds the sinks of a runner (a batch keeps one error per sink).
 const MaxSinks = 8
 
-// Retrier is a sink's retry policy as the runner uses it (dlq.Retrier):
-// Attempt runs the first write on the worker, through the circuit breaker;
-// Resume retries after it on the sink's own goroutines, with backoff, the
-// retry budget and the breaker, and gives up with an error.
-type Retrier interface {
-	Attempt(ctx context.Context, op func(context.Context) error) error
-	Resume(ctx context.Context, op func(context.Context) error, first error, start time.Time) error
-}
-
 // SinkDelivery configures how the runner delivers to one sink.
 type SinkDelivery struct {
 	// Retry, when set, retries failed writes; nil writes once.
-	Retry Retrier
+	Retry *Retrier
 	// Queue bounds the batches waiting for a retry. When it is full, a
 	// failed batch's records go to the DLQ at once: a failing sink never
 	// holds up the workers, so the other sinks go on.
@@ -127,7 +116,7 @@ func (r *Runner) deliver(ctx context.Context, b *Batch) {
 			continue
 		}
 		sr.failed.Add(1)
-		if sr.queue != nil && !errors.Is(err, dlq.ErrPermanent) && !errors.Is(err, dlq.ErrBreakerOpen) {
+		if sr.queue != nil && !errors.Is(err, ErrPermanent) && !errors.Is(err, ErrBreakerOpen) {
 			b.pending.Add(1)
 			select {
 			case sr.queue <- retryJob{b: b, first: err, start: start}:
@@ -170,11 +159,11 @@ func (r *Runner) gaveUp(sr *sinkRunner, b *Batch, err error) {
 // time (sink_exhausted). A retrier's verdict decides when there is one:
 // config may retry an error a sink called permanent.
 func permanent(err error) bool {
-	var g *dlq.GiveUpError
+	var g *GiveUpError
 	if errors.As(err, &g) {
-		return g.Reason == dlq.ReasonPermanent
+		return g.Reason == ReasonPermanent
 	}
-	return errors.Is(err, dlq.ErrPermanent)
+	return errors.Is(err, ErrPermanent)
 }
 
 // writer returns the write of b to the sink as an operation for the
@@ -231,16 +220,16 @@ func (r *Runner) markSinkFailures(b *Batch) {
 // errorCode names a sink error for DLQ entries: why the runner gave up
 // when that is not the error itself, else the error's code.
 func errorCode(err error) string {
-	var g *dlq.GiveUpError
+	var g *GiveUpError
 	switch {
 	case errors.Is(err, ErrRetryQueueFull):
 		return "queue_full"
-	case errors.Is(err, dlq.ErrBreakerOpen):
+	case errors.Is(err, ErrBreakerOpen):
 		return "breaker_open"
-	case errors.As(err, &g) && g.Reason == dlq.ReasonBudget:
+	case errors.As(err, &g) && g.Reason == ReasonBudget:
 		return "retry_budget"
 	}
-	if c := dlq.ErrorCode(err); c != "error" {
+	if c := ErrorCode(err); c != "error" {
 		return c
 	}
 	return "write"

@@ -27,7 +27,7 @@ type flaky struct {
 	calls    atomic.Int64
 }
 
-var errConnRefused = dlq.WithCode("connection_refused", errors.New("dial tcp 127.0.0.1:9: connect: connection refused"))
+var errConnRefused = pipeline.WithCode("connection_refused", errors.New("dial tcp 127.0.0.1:9: connect: connection refused"))
 
 func (f *flaky) Write(ctx context.Context, b *pipeline.Batch) error {
 	f.calls.Add(1)
@@ -67,7 +67,7 @@ func lines(t *testing.T, s *sinks.File, dir string) []string {
 }
 
 // fastRetry is a real policy with short waits, so tests take milliseconds.
-func fastRetry(t *testing.T, mutate func(*config.Retry)) *dlq.Retrier {
+func fastRetry(t *testing.T, mutate func(*config.Retry)) *pipeline.Retrier {
 	t.Helper()
 	c := config.Retry{Initial: time.Millisecond, Multiplier: 2, MaxInterval: 5 * time.Millisecond,
 		MaxAttempts: 20, MaxElapsed: 2 * time.Second,
@@ -76,7 +76,7 @@ func fastRetry(t *testing.T, mutate func(*config.Retry)) *dlq.Retrier {
 	if mutate != nil {
 		mutate(&c)
 	}
-	r, err := dlq.NewRetrier(c)
+	r, err := pipeline.NewRetrier(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func (s *rejecting) Name() string                { return "rejecting" }
 func (s *rejecting) Close(context.Context) error { return nil }
 func (s *rejecting) Write(context.Context, *pipeline.Batch) error {
 	s.calls.Add(1)
-	return dlq.Permanent(dlq.WithCode("message_too_large", errors.New("message too large for the broker")))
+	return pipeline.Permanent(pipeline.WithCode("message_too_large", errors.New("message too large for the broker")))
 }
 
 // BenchmarkRetryOnTheHappyPath runs batches of 512 records through the
@@ -266,7 +266,7 @@ func BenchmarkRetryOnTheHappyPath(b *testing.B) {
 			defer d.Close(context.Background())
 			var del []pipeline.SinkDelivery
 			if withRetry {
-				r, err := dlq.NewRetrier(config.Retry{Initial: time.Millisecond, Multiplier: 2, MaxInterval: time.Second,
+				r, err := pipeline.NewRetrier(config.Retry{Initial: time.Millisecond, Multiplier: 2, MaxInterval: time.Second,
 					MaxAttempts: 5, MaxElapsed: time.Minute, Budget: config.RetryBudget{Ratio: 0.1, MinPerSecond: 10},
 					Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}})
 				if err != nil {

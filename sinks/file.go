@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
 // FileOptions configure a File sink.
@@ -123,19 +122,19 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch) error {
 	// stops there for good (errors are permanent, not retried) rather than
 	// write records twice or out of line.
 	if s.err != nil {
-		return dlq.Permanent(s.err)
+		return pipeline.Permanent(s.err)
 	}
 	if s.f == nil || s.size >= s.opts.RotateBytes {
 		if err := s.rotate(); err != nil {
 			s.err = err
-			return dlq.Permanent(err)
+			return pipeline.Permanent(err)
 		}
 	}
 	n, err := s.f.Write(out)
 	s.size += int64(n)
 	if err != nil {
 		s.err = fmt.Errorf("file sink %s: write %s: %w", s.opts.Name, s.path, err)
-		return dlq.Permanent(s.err)
+		return pipeline.Permanent(s.err)
 	}
 	return nil
 }

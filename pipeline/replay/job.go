@@ -26,7 +26,7 @@ type job struct {
 	backend     dlq.Backend
 	win         *windows.Windows // nil without metrics
 	winSink     windows.RowWriter
-	retriers    []*dlq.Retrier
+	retriers    []*pipeline.Retrier
 	runner      *pipeline.Runner
 }
 

@@ -394,12 +394,12 @@ func WindowRowsFailed(ctx context.Context, r *pipeline.Runner, sink string, rows
 
 // Delivery builds each sink's retry policy and queue from config; the
 // retriers are returned for their counters.
-func Delivery(cfg *config.Config) ([]pipeline.SinkDelivery, []*dlq.Retrier, error) {
+func Delivery(cfg *config.Config) ([]pipeline.SinkDelivery, []*pipeline.Retrier, error) {
 	var out []pipeline.SinkDelivery
-	var rs []*dlq.Retrier
+	var rs []*pipeline.Retrier
 	for i := range cfg.Sinks {
 		s := &cfg.Sinks[i]
-		r, err := dlq.NewRetrier(cfg.RetryFor(s))
+		r, err := pipeline.NewRetrier(cfg.RetryFor(s))
 		if err != nil {
 			return nil, nil, fmt.Errorf("sink %s: %w", s.Name, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
 )
 
@@ -165,10 +164,10 @@ func (w *WindowsReport) writeSummary(b *strings.Builder) {
 // SinkReport is one sink's delivery counters and its retry policy's.
 type SinkReport struct {
 	pipeline.SinkStats
-	Retry dlq.RetryStatsSnapshot `json:"retry"`
+	Retry pipeline.RetryStatsSnapshot `json:"retry"`
 }
 
-func sinkReports(st []pipeline.SinkStats, rs []*dlq.Retrier) []SinkReport {
+func sinkReports(st []pipeline.SinkStats, rs []*pipeline.Retrier) []SinkReport {
 	out := make([]SinkReport, len(st))
 	for i, s := range st {
 		out[i].SinkStats = s

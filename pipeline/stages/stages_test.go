@@ -130,13 +130,13 @@ func BenchmarkHotPath(b *testing.B) {
 }
 
 // defaultRetrier is the retry policy of the shipped config.
-func defaultRetrier(t testing.TB) *dlq.Retrier {
+func defaultRetrier(t testing.TB) *pipeline.Retrier {
 	t.Helper()
 	cfg, err := config.Decode(config.Default, "default", func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := dlq.NewRetrier(cfg.Retry)
+	r, err := pipeline.NewRetrier(cfg.Retry)
 	if err != nil {
 		t.Fatal(err)
 	}

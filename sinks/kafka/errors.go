@@ -12,8 +12,7 @@ import (
 	"syscall"
 
 	kafkago "github.com/segmentio/kafka-go"
-
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/pipeline"
 )
 
 // Codes for errors that are not Kafka protocol errors. A Kafka error's code
@@ -98,16 +97,16 @@ func kafkaCode(e kafkago.Error) string {
 	return strings.ReplaceAll(strings.ToLower(t), " ", "_")
 }
 
-// Classify wraps err with its code (dlq.WithCode) and, when retrying cannot
-// fix it, with dlq.Permanent. nil stays nil.
+// Classify wraps err with its code (pipeline.WithCode) and, when retrying cannot
+// fix it, with pipeline.Permanent. nil stays nil.
 func Classify(err error) error {
 	if err == nil {
 		return nil
 	}
 	code, permanent := Code(err)
-	err = dlq.WithCode(code, err)
+	err = pipeline.WithCode(code, err)
 	if permanent {
-		err = dlq.Permanent(err)
+		err = pipeline.Permanent(err)
 	}
 	return err
 }

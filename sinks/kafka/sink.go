@@ -195,8 +195,8 @@ func (s *Sink) Check(ctx context.Context) error {
 // nor filtered becomes one message (key: the trace id, none when empty;
 // value: the record's JSON), all sent in one WriteMessages call that
 // returns once the broker acknowledged them per RequiredAcks. One attempt:
-// retrying is the runner's job. The error carries a code (dlq.Coded) and is
-// dlq.Permanent when retrying cannot fix it (see Code).
+// retrying is the runner's job. The error carries a code (pipeline.Coded) and is
+// pipeline.Permanent when retrying cannot fix it (see Code).
 //
 // Write encodes into pooled scratch space, never into b (other sinks and
 // retries may be reading b at the same time), and keeps no view into b

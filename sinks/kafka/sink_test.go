@@ -16,7 +16,6 @@ import (
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/internal/testkafka"
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/sinks"
 	kafkasink "github.com/tracepipe/tracepipe/sinks/kafka"
 )
@@ -32,7 +31,7 @@ func newSink(t testing.TB, cfg config.KafkaSink, opts ...kafkasink.Option) *kafk
 }
 
 func code(err error) string {
-	var c dlq.Coded
+	var c pipeline.Coded
 	if errors.As(err, &c) {
 		return c.Code()
 	}
@@ -183,7 +182,7 @@ func TestOversizedRecordIsPermanent(t *testing.T) {
 		b := parsedBatch(t, lines)
 		defer pipeline.PutBatch(b)
 		err := s.Write(context.Background(), b)
-		if !errors.Is(err, dlq.ErrPermanent) || code(err) != "message_size_too_large" {
+		if !errors.Is(err, pipeline.ErrPermanent) || code(err) != "message_size_too_large" {
 			t.Fatalf("err %v (code %q), want permanent message_size_too_large", err, code(err))
 		}
 		if !errors.Is(err, kafkago.MessageSizeTooLarge) || !strings.Contains(err.Error(), "batch_bytes 200") {
@@ -209,7 +208,7 @@ func TestOversizedRecordIsPermanent(t *testing.T) {
 			Key: []byte("big"), Value: bytes.Repeat([]byte("x"), 4096), Type: pipeline.AttrString,
 		})
 		err := s.Write(context.Background(), b)
-		if !errors.Is(err, dlq.ErrPermanent) || code(err) != "message_size_too_large" {
+		if !errors.Is(err, pipeline.ErrPermanent) || code(err) != "message_size_too_large" {
 			t.Fatalf("err %v (code %q), want permanent message_size_too_large", err, code(err))
 		}
 		if !strings.Contains(err.Error(), "messages failed") {
@@ -241,7 +240,7 @@ func TestTransientErrors(t *testing.T) {
 		h := c.FailProduce(-1, tc.code)
 		err := write()
 		h.Remove()
-		if err == nil || errors.Is(err, dlq.ErrPermanent) || code(err) != tc.want {
+		if err == nil || errors.Is(err, pipeline.ErrPermanent) || code(err) != tc.want {
 			t.Fatalf("err %v (code %q), want transient %s", err, code(err), tc.want)
 		}
 		if len(err.Error()) > 400 {
@@ -252,7 +251,7 @@ func TestTransientErrors(t *testing.T) {
 	h := c.FailProduce(-1, kerr.TopicAuthorizationFailed.Code)
 	err := write()
 	h.Remove()
-	if !errors.Is(err, dlq.ErrPermanent) || code(err) != "topic_authorization_failed" {
+	if !errors.Is(err, pipeline.ErrPermanent) || code(err) != "topic_authorization_failed" {
 		t.Fatalf("err %v (code %q)", err, code(err))
 	}
 	if err := write(); err != nil {
@@ -268,7 +267,7 @@ func TestTransientErrors(t *testing.T) {
 	// Broker gone: transient, network class.
 	c.Stop()
 	err = write()
-	if err == nil || errors.Is(err, dlq.ErrPermanent) {
+	if err == nil || errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("err %v, want transient", err)
 	}
 	if cd := code(err); cd != kafkasink.CodeBrokerUnavailable && cd != kafkasink.CodeNetwork {
@@ -280,7 +279,7 @@ func TestTransientErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = write()
-	if !errors.Is(err, dlq.ErrPermanent) || code(err) != kafkasink.CodeClosed {
+	if !errors.Is(err, pipeline.ErrPermanent) || code(err) != kafkasink.CodeClosed {
 		t.Fatalf("after Close: %v (code %q)", err, code(err))
 	}
 }
@@ -295,7 +294,7 @@ func TestUnknownTopic(t *testing.T) {
 	b := parsedBatch(t, genLines(t, 3, 0))
 	defer pipeline.PutBatch(b)
 	err = s.Write(context.Background(), b)
-	if code(err) != "unknown_topic_or_partition" || errors.Is(err, dlq.ErrPermanent) {
+	if code(err) != "unknown_topic_or_partition" || errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("Write: %v (code %q)", err, code(err))
 	}
 }
@@ -389,7 +388,7 @@ func TestTLS(t *testing.T) {
 	cfg.Timeout = 3 * time.Second
 	untrusting := newSink(t, cfg)
 	err := untrusting.Write(context.Background(), b)
-	if code(err) != kafkasink.CodeTLS || errors.Is(err, dlq.ErrPermanent) {
+	if code(err) != kafkasink.CodeTLS || errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("untrusted certificate: %v (code %q)", err, code(err))
 	}
 }
@@ -437,7 +436,7 @@ func TestCodes(t *testing.T) {
 			t.Errorf("%v: code %q permanent %t, want %q %t", tc.err, c, p, tc.code, tc.permanent)
 		}
 		err := kafkasink.Classify(tc.err)
-		if code(err) != tc.code || errors.Is(err, dlq.ErrPermanent) != tc.permanent || !errors.Is(err, tc.err) {
+		if code(err) != tc.code || errors.Is(err, pipeline.ErrPermanent) != tc.permanent || !errors.Is(err, tc.err) {
 			t.Errorf("Classify(%v) = %v", tc.err, err)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/sinks"
 )
 
@@ -82,7 +81,7 @@ func NewStream(name string, cfg config.RedisStreamSink, log *slog.Logger) (*Stre
 	// starts, its writes fail, are retried, and end in the DLQ.
 	if err := c.Ping(ctx).Err(); err != nil {
 		err = ClassifyError(err)
-		if errors.Is(err, dlq.ErrPermanent) {
+		if errors.Is(err, pipeline.ErrPermanent) {
 			_ = c.Close()
 			return nil, fmt.Errorf("redis stream sink %s (%s): %w", name, cfg.Addr, err)
 		}
@@ -112,8 +111,8 @@ var streamScratchPool = sync.Pool{New: func() any { return &streamScratch{buf: m
 
 // Write implements pipeline.Sink: it adds every record of b that is neither
 // failed nor filtered. On error it returns the first failed command's
-// error, classified by ClassifyError (dlq.Permanent for what retrying
-// cannot fix, dlq.WithCode with the Redis error word for server errors).
+// error, classified by ClassifyError (pipeline.Permanent for what retrying
+// cannot fix, pipeline.WithCode with the Redis error word for server errors).
 //
 // When a pipeline fails part-way, or a later chunk fails after an earlier
 // one was stored, some records are in the stream already and the runner's
@@ -122,7 +121,7 @@ var streamScratchPool = sync.Pool{New: func() any { return &streamScratch{buf: m
 func (s *Stream) Write(ctx context.Context, b *pipeline.Batch) error {
 	if s.closed.Load() {
 		s.errs.Add(1)
-		return dlq.Permanent(fmt.Errorf("redis stream sink %s: write after Close", s.name))
+		return pipeline.Permanent(fmt.Errorf("redis stream sink %s: write after Close", s.name))
 	}
 	sc := streamScratchPool.Get().(*streamScratch)
 	defer func() {
@@ -217,9 +216,9 @@ func (s *Stream) Close(context.Context) error {
 // ClassifyError gives a Redis error the code and class the runner's retry
 // policy reads:
 //
-//   - a server error (go-redis's redis.Error) is wrapped with dlq.WithCode
+//   - a server error (go-redis's redis.Error) is wrapped with pipeline.WithCode
 //     and its first word as code: "WRONGTYPE", "OOM", "READONLY", "ERR"...;
-//   - of those, the ones retrying cannot fix are also dlq.Permanent:
+//   - of those, the ones retrying cannot fix are also pipeline.Permanent:
 //     WRONGTYPE, ERR (syntax, arguments, limits; but not "ERR max number of
 //     clients reached"), EXECABORT, the auth errors NOAUTH, WRONGPASS and
 //     NOPERM, and the cluster redirections MOVED, ASK and CROSSSLOT (a
@@ -242,9 +241,9 @@ func ClassifyError(err error) error {
 	if code == "" {
 		return err
 	}
-	coded := dlq.WithCode(code, err)
+	coded := pipeline.WithCode(code, err)
 	if permanentCode(code, msg) {
-		return dlq.Permanent(coded)
+		return pipeline.Permanent(coded)
 	}
 	return coded
 }

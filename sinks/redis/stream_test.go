@@ -18,7 +18,6 @@ import (
 	"github.com/tracepipe/tracepipe/internal/testredis"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/stages"
 	"github.com/tracepipe/tracepipe/sinks"
 	"github.com/tracepipe/tracepipe/sinks/redis"
@@ -198,7 +197,7 @@ func TestStreamMaxLen(t *testing.T) {
 }
 
 func code(err error) string {
-	var c dlq.Coded
+	var c pipeline.Coded
 	if errors.As(err, &c) {
 		return c.Code()
 	}
@@ -218,7 +217,7 @@ func TestStreamErrors(t *testing.T) {
 	}
 	sink := newStream(t, srv, "str", 0)
 	err := sink.Write(ctx, b)
-	if err == nil || !errors.Is(err, dlq.ErrPermanent) || code(err) != "WRONGTYPE" {
+	if err == nil || !errors.Is(err, pipeline.ErrPermanent) || code(err) != "WRONGTYPE" {
 		t.Fatalf("write to a string key: %v (code %q), want permanent WRONGTYPE", err, code(err))
 	}
 	if st := sink.Stats(); st.Errors != 1 || st.Entries != 0 {
@@ -231,7 +230,7 @@ func TestStreamErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = ok.Write(ctx, b)
-	if err == nil || errors.Is(err, dlq.ErrPermanent) || code(err) != "OOM" {
+	if err == nil || errors.Is(err, pipeline.ErrPermanent) || code(err) != "OOM" {
 		t.Fatalf("write over maxmemory: %v (code %q), want transient OOM", err, code(err))
 	}
 	if err := c.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
@@ -247,7 +246,7 @@ func TestStreamErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = ok.Write(ctx, b)
-	if err == nil || errors.Is(err, dlq.ErrPermanent) || code(err) != "READONLY" {
+	if err == nil || errors.Is(err, pipeline.ErrPermanent) || code(err) != "READONLY" {
 		t.Fatalf("write to a replica: %v (code %q), want transient READONLY", err, code(err))
 	}
 	if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
@@ -259,14 +258,14 @@ func TestStreamErrors(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	err = ok.Write(wctx, b)
-	if err == nil || errors.Is(err, dlq.ErrPermanent) || code(err) != "" {
+	if err == nil || errors.Is(err, pipeline.ErrPermanent) || code(err) != "" {
 		t.Fatalf("write to a killed server: %v (code %q), want a transient network error", err, code(err))
 	}
 
 	if err := ok.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.Write(ctx, b); err == nil || !errors.Is(err, dlq.ErrPermanent) {
+	if err := ok.Write(ctx, b); err == nil || !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("write after Close: %v", err)
 	}
 }
@@ -281,8 +280,8 @@ func TestClassifyError(t *testing.T) {
 	f := func(err error, wantCode string, wantPermanent bool) {
 		t.Helper()
 		got := redis.ClassifyError(err)
-		if code(got) != wantCode || errors.Is(got, dlq.ErrPermanent) != wantPermanent {
-			t.Fatalf("%v: code %q permanent %t, want %q %t", err, code(got), errors.Is(got, dlq.ErrPermanent), wantCode, wantPermanent)
+		if code(got) != wantCode || errors.Is(got, pipeline.ErrPermanent) != wantPermanent {
+			t.Fatalf("%v: code %q permanent %t, want %q %t", err, code(got), errors.Is(got, pipeline.ErrPermanent), wantCode, wantPermanent)
 		}
 		if got.Error() != err.Error() {
 			t.Fatalf("message %q changed to %q", err, got)
@@ -324,7 +323,7 @@ func TestStreamSecretsNeverLeak(t *testing.T) {
 	cfg.Password = wrong
 	logs := &streamLogBuf{}
 	_, err := redis.NewStream("rs", cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err == nil || !errors.Is(err, dlq.ErrPermanent) {
+	if err == nil || !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("NewStream with a wrong password: %v, want a permanent error", err)
 	}
 	_, derr := redis.NewDedupe(cfg.Redis, "d:", time.Hour)

@@ -73,6 +73,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	kafkasink "github.com/tracepipe/tracepipe/sinks/kafka"
 )
@@ -113,7 +114,7 @@ func Open(cfg config.DLQKafka, log *slog.Logger, opts ...Option) (*Backend, erro
 	err = c.ensureTopic(ctx, c.topic)
 	cancel()
 	if err != nil {
-		if c.o.fallback == nil || errors.Is(err, dlq.ErrPermanent) || !unreachable(err) {
+		if c.o.fallback == nil || errors.Is(err, pipeline.ErrPermanent) || !unreachable(err) {
 			c.tr.CloseIdleConnections()
 			return nil, err
 		}
@@ -281,7 +282,7 @@ func (b *Backend) deliver(batch []*dlq.Entry) {
 	for _, e := range batch {
 		m := encode(e)
 		if n := messageSize(&m); n > batchBytes-1024 {
-			b.refused([]*dlq.Entry{e}, dlq.Permanent(dlq.WithCode("message_size_too_large",
+			b.refused([]*dlq.Entry{e}, pipeline.Permanent(pipeline.WithCode("message_size_too_large",
 				fmt.Errorf("entry %s is about %d bytes as a message, over the %d a produce request may carry", e.ID, n, batchBytes))))
 			continue
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/internal/testkafka"
+	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/dlq/kafkadlq"
 )
@@ -267,7 +268,7 @@ func TestOpenCreatesOrNamesTheTopic(t *testing.T) {
 	c := testkafka.Start(t)
 	c.Fail(kmsg.CreateTopics, 1, kerr.TopicAuthorizationFailed.Code)
 	_, err := kafkadlq.Open(dlqConfig(c.Addrs(), "my-dlq"), quiet())
-	if err == nil || !strings.Contains(err.Error(), `"my-dlq"`) || !errors.Is(err, dlq.ErrPermanent) {
+	if err == nil || !strings.Contains(err.Error(), `"my-dlq"`) || !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("Open: %v", err)
 	}
 	_, err = kafkadlq.OpenStore(dlqConfig(c.Addrs(), "other"), quiet())

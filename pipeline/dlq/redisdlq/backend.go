@@ -41,6 +41,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	sinkredis "github.com/tracepipe/tracepipe/sinks/redis"
 )
@@ -135,7 +136,7 @@ func Open(cfg config.DLQRedis, opts Options) (*Backend, error) {
 	defer cancel()
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		err = sinkredis.ClassifyError(err)
-		if opts.Fallback == nil || errors.Is(err, dlq.ErrPermanent) {
+		if opts.Fallback == nil || errors.Is(err, pipeline.ErrPermanent) {
 			_ = b.client.Close()
 			return nil, b.errorf("%w", err)
 		}

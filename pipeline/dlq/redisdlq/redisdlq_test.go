@@ -17,6 +17,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/internal/testredis"
+	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	sinkredis "github.com/tracepipe/tracepipe/sinks/redis"
 )
@@ -804,7 +805,7 @@ func TestMove(t *testing.T) {
 	bad := openStore(t, other)
 	e2 := testEntry(2, "sink_exhausted")
 	err = bad.Move(ctx, "src", "g", srcIDs[1], e2)
-	if err == nil || !errors.Is(err, dlq.ErrPermanent) {
+	if err == nil || !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("Move into a string key: %v, want a permanent WRONGTYPE", err)
 	}
 	if pending() != 2 {
@@ -870,7 +871,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		errs = append(errs, err)
 	}
 	// A fallback does not hide a wrong password.
-	if _, err := Open(cfg, Options{Logger: logs.logger(), Fallback: fb}); err == nil || !errors.Is(err, dlq.ErrPermanent) {
+	if _, err := Open(cfg, Options{Logger: logs.logger(), Fallback: fb}); err == nil || !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("Open with a fallback and a wrong password: %v", err)
 	} else {
 		errs = append(errs, err)

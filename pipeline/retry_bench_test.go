@@ -1,4 +1,4 @@
-package dlq
+package pipeline
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package dlq
+package pipeline
 
 // The one retry policy every sink follows (DESIGN.md, failure model:
 // "transient sink error"): exponential backoff with full jitter, capped
@@ -137,7 +137,7 @@ func NewClassifier(codes map[string]string) (*Classifier, error) {
 		case "permanent":
 			c.Overrides[code] = GiveUp
 		default:
-			errs = append(errs, fmt.Errorf("dlq: retry.codes.%s: %q is not one of retry, permanent", code, v))
+			errs = append(errs, fmt.Errorf("retry.codes.%s: %q is not one of retry, permanent", code, v))
 		}
 	}
 	if len(errs) > 0 {
@@ -593,7 +593,7 @@ type Retrier struct {
 func NewRetrier(c config.Retry) (*Retrier, error) {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("dlq: retry."+format, args...))
+		errs = append(errs, fmt.Errorf("retry."+format, args...))
 	}
 	if c.Initial <= 0 {
 		bad("initial: %s must be positive", c.Initial)
