@@ -83,6 +83,10 @@ type Pipeline struct {
 	Queue      int      `yaml:"queue"`       // batches waiting for a worker
 	BatchUnits int      `yaml:"batch_units"` // lines or documents per batch
 	BatchBytes ByteSize `yaml:"batch_bytes"`
+	// FlushEvery is the durability barrier's interval: every sink flushes
+	// (a file sink fsyncs), the DLQ syncs, then the batches handled before
+	// are acknowledged to their sources.
+	FlushEvery time.Duration `yaml:"flush_every"`
 }
 
 // Sink is one output. Exactly the block named by Type is set.
@@ -330,6 +334,9 @@ func (c *Config) applyDefaults() {
 	setInt(&c.Pipeline.Queue, c.Pipeline.Workers)
 	setInt(&c.Pipeline.BatchUnits, 512)
 	setSize(&c.Pipeline.BatchBytes, 512<<10)
+	if c.Pipeline.FlushEvery == 0 {
+		c.Pipeline.FlushEvery = time.Second
+	}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		setStr(&s.Name, s.Type)
@@ -397,6 +404,9 @@ func (c *Config) Validate() error {
 	positive("pipeline.queue", int64(c.Pipeline.Queue))
 	positive("pipeline.batch_units", int64(c.Pipeline.BatchUnits))
 	positive("pipeline.batch_bytes", int64(c.Pipeline.BatchBytes))
+	if c.Pipeline.FlushEvery < 10*time.Millisecond || c.Pipeline.FlushEvery > time.Hour {
+		bad("pipeline.flush_every: %s is outside 10ms..1h", c.Pipeline.FlushEvery)
+	}
 
 	if len(c.Sinks) == 0 {
 		bad("sinks: at least one sink is needed (use type: discard to throw records away)")

@@ -118,10 +118,13 @@ type Batch struct {
 	Attrs []Attr
 
 	// Delivery state, owned by the runner: holds on the batch (the worker's
-	// and each sink retry in flight) and each sink's final error.
-	pending atomic.Int32
-	sinkErr [MaxSinks]error
-	writes  [MaxSinks]sinkWrite
+	// and each sink retry in flight), per sink the records it has still to
+	// take, and each sink's final error.
+	pending     atomic.Int32
+	deliverable []int32 // records neither failed nor filtered
+	todo        [MaxSinks][]int32
+	sinkErr     [MaxSinks]error
+	writes      [MaxSinks]sinkWrite
 
 	// Replays, when set (a DLQ replay), holds per unit the DLQ entry the
 	// unit came from; the parse stage copies it onto the unit's records.
@@ -131,10 +134,14 @@ type Batch struct {
 	// only, the others having taken the record already.
 	SinkMask uint8
 
-	// Done, when set, is called by the runner once the batch is fully
-	// handled (delivered or in the DLQ), before it is reset. Sources use it
-	// to acknowledge in order.
+	// Done, when set, is called by the runner once every record of the
+	// batch has its outcome (taken by its sinks, queued for the DLQ,
+	// filtered), before the batch is reset: the last moment its records
+	// can be read. It is not an acknowledgement: nothing is durable yet.
 	Done func(*Batch)
+	// Acker, when set, is acked with Seq once the batch is durable (see
+	// Acker). A batch with a record the DLQ refused is never acked.
+	Acker Acker
 }
 
 // UnitBytes returns the bytes of unit i, valid until Reset.
@@ -200,12 +207,17 @@ func (b *Batch) Reset() {
 	clear(b.Attrs) // drop views into old arenas so they can be collected
 	b.Attrs = b.Attrs[:0]
 	b.Done = nil
+	b.Acker = nil
 	b.Replays = b.Replays[:0]
 	b.SinkMask = 0
 	b.pending.Store(0)
 	clear(b.sinkErr[:])
+	b.deliverable = b.deliverable[:0]
+	for i := range b.todo {
+		b.todo[i] = b.todo[i][:0]
+	}
 	for i := range b.writes { // keep the closures, drop what they point to
-		b.writes[i].r, b.writes[i].s = nil, nil
+		b.writes[i].r, b.writes[i].sr = nil, nil
 	}
 }
 
@@ -228,4 +240,17 @@ func PutBatch(b *Batch) {
 		b.Arena = nil
 	}
 	batchPool.Put(b)
+}
+
+// DeliverableRecords returns the indices of b's records that are neither
+// failed nor filtered: what a sink's Write is given when every sink takes
+// every record. It allocates; for tests and tools, not the hot path.
+func DeliverableRecords(b *Batch) []int32 {
+	var out []int32
+	for i := range b.Records {
+		if r := &b.Records[i]; !r.Failed() && !r.Filtered {
+			out = append(out, int32(i))
+		}
+	}
+	return out
 }

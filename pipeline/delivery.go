@@ -5,21 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// MaxSinks bounds the sinks of a runner (a batch keeps one error per sink).
+// MaxSinks bounds the sinks of a runner (a batch keeps one error and one
+// list of records to deliver per sink).
 const MaxSinks = 8
 
 // SinkDelivery configures how the runner delivers to one sink.
 type SinkDelivery struct {
 	// Retry, when set, retries failed writes; nil writes once.
 	Retry *Retrier
-	// Queue bounds the batches waiting for a retry. When it is full, a
-	// failed batch's records go to the DLQ at once: a failing sink never
-	// holds up the workers, so the other sinks go on.
+	// Queue bounds the batches waiting for a retry. When it is full the
+	// worker waits for room (backpressure), at most until the batch's
+	// retry policy would give up (MaxElapsed after its first attempt);
+	// then its records go to the DLQ (queue_full).
 	Queue int
 	// Workers is how many retries of this sink run at once (default 4).
 	Workers int
@@ -29,10 +32,13 @@ type SinkDelivery struct {
 type SinkStats struct {
 	Name       string `json:"name"`
 	Batches    int64  `json:"batches"`    // batches offered
-	Failed     int64  `json:"failed"`     // first attempts that failed
-	Recovered  int64  `json:"recovered"`  // of those, delivered by a retry
-	GaveUp     int64  `json:"gave_up"`    // batches whose records went to the DLQ
-	QueueFull  int64  `json:"queue_full"` // of those, because the retry queue was full
+	Records    int64  `json:"records"`    // records the sink took
+	Failed     int64  `json:"failed"`     // first attempts that failed (wholly or in part)
+	Partial    int64  `json:"partial"`    // writes that took some of their records but not all
+	Recovered  int64  `json:"recovered"`  // of Failed, delivered by a retry
+	GaveUp     int64  `json:"gave_up"`    // batches with records that went to the DLQ for this sink
+	QueueFull  int64  `json:"queue_full"` // of those, because the retry queue stayed full
+	Waited     int64  `json:"waited"`     // batches a worker had to wait to queue for a retry (backpressure)
 	InFlight   int64  `json:"in_flight"`  // batches waiting for a retry now
 	Permanents int64  `json:"permanent"`  // of GaveUp, rejected for good
 }
@@ -45,7 +51,7 @@ type sinkRunner struct {
 	queue chan retryJob
 	wg    sync.WaitGroup
 
-	batches, failed, recovered, gaveUp, queueFull, inFlight, permanent atomic.Int64
+	batches, records, failed, partial, recovered, gaveUp, queueFull, waited, inFlight, permanent atomic.Int64
 }
 
 type retryJob struct {
@@ -54,9 +60,10 @@ type retryJob struct {
 	start time.Time
 }
 
-// ErrRetryQueueFull is the error of a batch whose sink's retry queue was
-// full: its records go to the DLQ as sink_exhausted.
-var ErrRetryQueueFull = errors.New("retry queue full: the sink is failing; records go to the DLQ")
+// ErrRetryQueueFull is the error of a batch whose sink's retry queue stayed
+// full for as long as its retry policy allows: its records go to the DLQ
+// as sink_exhausted.
+var ErrRetryQueueFull = errors.New("retry queue full for longer than max_elapsed: the sink is failing; records go to the DLQ")
 
 func (r *Runner) startSinks() {
 	for i, s := range r.o.Sinks {
@@ -85,24 +92,25 @@ func (r *Runner) startSinks() {
 	}
 }
 
-// deliver offers the batch to every sink: the first attempt runs here, on
-// the worker; a failed one goes to the sink's retry queue (the batch is
-// then held until the retry ends) or, when that is full, to the DLQ.
+// deliver offers the batch to every sink it is for: the first attempt runs
+// here, on the worker; a failed one goes to the sink's retry queue (the
+// batch is then held until the retry ends; a full queue makes the worker
+// wait, within the retry policy's time), unless it failed for good.
 func (r *Runner) deliver(ctx context.Context, b *Batch) {
-	deliverable := false
+	b.deliverable = b.deliverable[:0]
 	for i := range b.Records {
 		if rec := &b.Records[i]; !rec.Failed() && !rec.Filtered {
-			deliverable = true
-			break
+			b.deliverable = append(b.deliverable, int32(i))
 		}
 	}
-	if !deliverable {
+	if len(b.deliverable) == 0 {
 		return
 	}
 	for _, sr := range r.sinks {
 		if b.SinkMask != 0 && b.SinkMask&(1<<sr.index) == 0 {
 			continue
 		}
+		b.todo[sr.index] = append(b.todo[sr.index][:0], b.deliverable...)
 		sr.batches.Add(1)
 		var err error
 		var start time.Time
@@ -110,25 +118,51 @@ func (r *Runner) deliver(ctx context.Context, b *Batch) {
 			start = time.Now()
 			err = sr.d.Retry.Attempt(ctx, sr.writer(r, b))
 		} else {
-			err = r.write(ctx, sr.sink, b)
+			err = r.writeTodo(ctx, sr, b)
 		}
 		if err == nil {
 			continue
 		}
 		sr.failed.Add(1)
-		if sr.queue != nil && !errors.Is(err, ErrPermanent) && !errors.Is(err, ErrBreakerOpen) {
+		if sr.queue != nil && !permanent(err) && !sr.d.Retry.GiveUpNow(err) {
 			b.pending.Add(1)
-			select {
-			case sr.queue <- retryJob{b: b, first: err, start: start}:
-				sr.inFlight.Add(1)
+			if sr.enqueue(retryJob{b: b, first: err, start: start}) {
 				continue
-			default:
-				b.pending.Add(-1)
-				sr.queueFull.Add(1)
-				err = fmt.Errorf("%w (after: %w)", ErrRetryQueueFull, err)
 			}
+			b.pending.Add(-1)
+			sr.queueFull.Add(1)
+			err = fmt.Errorf("%w (after: %w)", ErrRetryQueueFull, err)
 		}
 		r.gaveUp(sr, b, err)
+	}
+}
+
+// enqueue queues j for a retry, waiting for room while the queue is full
+// but no longer than the retry policy would wait for the batch
+// (MaxElapsed after its first attempt). false: no room in time.
+func (sr *sinkRunner) enqueue(j retryJob) bool {
+	select {
+	case sr.queue <- j:
+		sr.inFlight.Add(1)
+		return true
+	default:
+	}
+	sr.waited.Add(1)
+	wait := time.Until(j.start.Add(sr.d.Retry.Policy.MaxElapsed))
+	if sr.d.Retry.Policy.MaxElapsed <= 0 {
+		wait = time.Minute
+	}
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case sr.queue <- j:
+		sr.inFlight.Add(1)
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
@@ -171,9 +205,9 @@ func permanent(err error) bool {
 // sink slot, then reused), so delivering allocates nothing per batch.
 func (sr *sinkRunner) writer(r *Runner, b *Batch) func(context.Context) error {
 	w := &b.writes[sr.index]
-	w.r, w.s = r, sr.sink
+	w.r, w.sr = r, sr
 	if w.op == nil {
-		w.op = func(ctx context.Context) error { return w.r.write(ctx, w.s, b) }
+		w.op = func(ctx context.Context) error { return w.r.writeTodo(ctx, w.sr, b) }
 	}
 	return w.op
 }
@@ -181,23 +215,56 @@ func (sr *sinkRunner) writer(r *Runner, b *Batch) func(context.Context) error {
 // sinkWrite is a batch's write to one sink, as the retrier runs it.
 type sinkWrite struct {
 	r  *Runner
-	s  Sink
+	sr *sinkRunner
 	op func(context.Context) error
 }
 
+// writeTodo writes the records the sink has still to take. After a partial
+// write only those it did not take stay on its list; the error is
+// returned, for the retry policy to judge.
+func (r *Runner) writeTodo(ctx context.Context, sr *sinkRunner, b *Batch) error {
+	todo := b.todo[sr.index]
+	err := r.write(ctx, sr.sink, b, todo)
+	if err == nil {
+		sr.records.Add(int64(len(todo)))
+		b.todo[sr.index] = todo[:0]
+		return nil
+	}
+	var pe *PartialError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	sr.partial.Add(1)
+	// Keep what the sink says it did not take, and only what it was given:
+	// a sink naming other records cannot make the runner lose or double
+	// any.
+	left := todo[:0]
+	for _, i := range todo {
+		if _, found := slices.BinarySearch(pe.Failed, i); found {
+			left = append(left, i)
+		}
+	}
+	sr.records.Add(int64(len(todo) - len(left)))
+	b.todo[sr.index] = left
+	if len(left) == 0 {
+		return nil
+	}
+	return err
+}
+
 // write calls one sink, turning a panic into an error for the batch.
-func (r *Runner) write(ctx context.Context, s Sink, b *Batch) (err error) {
+func (r *Runner) write(ctx context.Context, s Sink, b *Batch, recs []int32) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sink %s panicked: %v\n%s", s.Name(), p, debug.Stack())
 		}
 	}()
-	return s.Write(ctx, b)
+	return s.Write(ctx, b, recs)
 }
 
-// markSinkFailures turns the sinks' final errors into record failures:
-// a record any sink could not take goes to the DLQ (naming the first such
-// sink), after every sink was offered it.
+// markSinkFailures turns the sinks' final errors into record failures: a
+// record some sink did not take goes to the DLQ, its entry naming every
+// sink that lacks it, after every sink was offered it.
 func (r *Runner) markSinkFailures(b *Batch) {
 	for k, err := range b.sinkErr[:len(r.sinks)] {
 		if err == nil {
@@ -208,11 +275,12 @@ func (r *Runner) markSinkFailures(b *Batch) {
 			class = ClassSinkPermanent
 		}
 		name := r.sinks[k].sink.Name()
-		for i := range b.Records {
+		for _, i := range b.todo[k] {
 			rec := &b.Records[i]
-			if !rec.Failed() && !rec.Filtered {
+			if rec.lacking == 0 {
 				rec.Failure = Failure{Stage: "sink", Component: name, Class: class, Code: code, Message: err.Error()}
 			}
+			rec.lacking |= 1 << k
 		}
 	}
 }
@@ -240,26 +308,11 @@ func (r *Runner) SinkStats() []SinkStats {
 	out := make([]SinkStats, 0, len(r.sinks))
 	for _, sr := range r.sinks {
 		out = append(out, SinkStats{
-			Name: sr.sink.Name(), Batches: sr.batches.Load(), Failed: sr.failed.Load(),
-			Recovered: sr.recovered.Load(), GaveUp: sr.gaveUp.Load(), QueueFull: sr.queueFull.Load(),
-			InFlight: sr.inFlight.Load(), Permanents: sr.permanent.Load(),
+			Name: sr.sink.Name(), Batches: sr.batches.Load(), Records: sr.records.Load(), Failed: sr.failed.Load(),
+			Partial: sr.partial.Load(), Recovered: sr.recovered.Load(), GaveUp: sr.gaveUp.Load(),
+			QueueFull: sr.queueFull.Load(), Waited: sr.waited.Load(), InFlight: sr.inFlight.Load(),
+			Permanents: sr.permanent.Load(),
 		})
 	}
 	return out
-}
-
-// Close waits for every retry in flight to end (each batch then finalized:
-// delivered or in the DLQ) and stops the sinks' retry goroutines. Call it
-// after the last Handle.
-func (r *Runner) Close() {
-	r.closeOnce.Do(func() {
-		for _, sr := range r.sinks {
-			if sr.queue != nil {
-				close(sr.queue)
-			}
-		}
-		for _, sr := range r.sinks {
-			sr.wg.Wait()
-		}
-	})
 }

@@ -29,12 +29,12 @@ type flaky struct {
 
 var errConnRefused = pipeline.WithCode("connection_refused", errors.New("dial tcp 127.0.0.1:9: connect: connection refused"))
 
-func (f *flaky) Write(ctx context.Context, b *pipeline.Batch) error {
+func (f *flaky) Write(ctx context.Context, b *pipeline.Batch, recs []int32) error {
 	f.calls.Add(1)
 	if f.down.Load() || f.failures.Add(-1) >= 0 {
 		return errConnRefused
 	}
-	return f.File.Write(ctx, b)
+	return f.File.Write(ctx, b, recs)
 }
 
 func fileSink(t *testing.T, name string) (*sinks.File, string) {
@@ -102,7 +102,7 @@ func TestSinkFailingThenRecovering(t *testing.T) {
 	retry := fastRetry(t, nil)
 	r := pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers: 2, Stages: []pipeline.Stage{makeRecords{}}, Sinks: []pipeline.Sink{s},
-		Delivery: []pipeline.SinkDelivery{{Retry: retry, Queue: 16}}, DLQ: d, Logger: quiet(),
+		Delivery: []pipeline.SinkDelivery{{Retry: retry, Queue: 16}}, DLQ: dlq.NewRecorder(d, dlq.RecorderOptions{}), Logger: quiet(),
 	})
 	var batches [][]string
 	for i := range 10 {
@@ -145,7 +145,7 @@ func TestSinkDownForGood(t *testing.T) {
 	r := pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers: 2, Stages: []pipeline.Stage{makeRecords{}}, Sinks: []pipeline.Sink{dead, good},
 		Delivery: []pipeline.SinkDelivery{{Retry: fastRetry(t, func(c *config.Retry) { c.MaxAttempts = 4 }), Queue: 4}},
-		DLQ:      d, Logger: quiet(),
+		DLQ:      dlq.NewRecorder(d, dlq.RecorderOptions{}), Logger: quiet(),
 	})
 	var batches [][]string
 	for i := range 12 {
@@ -194,7 +194,7 @@ func TestRetryStormStaysInBudget(t *testing.T) {
 	})
 	r := pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers: 4, Stages: []pipeline.Stage{makeRecords{}}, Sinks: []pipeline.Sink{dead},
-		Delivery: []pipeline.SinkDelivery{{Retry: retry, Queue: 1000}}, DLQ: d, Logger: quiet(),
+		Delivery: []pipeline.SinkDelivery{{Retry: retry, Queue: 1000}}, DLQ: dlq.NewRecorder(d, dlq.RecorderOptions{}), Logger: quiet(),
 	})
 	start := time.Now()
 	var batches [][]string
@@ -227,7 +227,7 @@ func TestPermanentErrorsSkipRetries(t *testing.T) {
 	retry := fastRetry(t, nil)
 	r := pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers: 1, Stages: []pipeline.Stage{makeRecords{}}, Sinks: []pipeline.Sink{s},
-		Delivery: []pipeline.SinkDelivery{{Retry: retry}}, DLQ: d, Logger: quiet(),
+		Delivery: []pipeline.SinkDelivery{{Retry: retry}}, DLQ: dlq.NewRecorder(d, dlq.RecorderOptions{}), Logger: quiet(),
 	})
 	feed(r, units(3, 0))
 	_ = d.Close(context.Background())
@@ -244,7 +244,8 @@ type rejecting struct{ calls atomic.Int64 }
 
 func (s *rejecting) Name() string                { return "rejecting" }
 func (s *rejecting) Close(context.Context) error { return nil }
-func (s *rejecting) Write(context.Context, *pipeline.Batch) error {
+func (s *rejecting) Flush(context.Context) error { return nil }
+func (s *rejecting) Write(context.Context, *pipeline.Batch, []int32) error {
 	s.calls.Add(1)
 	return pipeline.Permanent(pipeline.WithCode("message_too_large", errors.New("message too large for the broker")))
 }
@@ -275,7 +276,7 @@ func BenchmarkRetryOnTheHappyPath(b *testing.B) {
 				del = []pipeline.SinkDelivery{{Retry: r}}
 			}
 			r := pipeline.NewRunner(pipeline.RunnerOptions{Workers: 1, Stages: []pipeline.Stage{makeRecords{}},
-				Sinks: []pipeline.Sink{sinks.NewDiscard("discard")}, Delivery: del, DLQ: d, Logger: quiet()})
+				Sinks: []pipeline.Sink{sinks.NewDiscard("discard")}, Delivery: del, DLQ: dlq.NewRecorder(d, dlq.RecorderOptions{}), Logger: quiet()})
 			defer r.Close()
 			src := &pipeline.Source{Kind: "file", Path: "mem", Format: pipeline.FormatJSONL}
 			u := units(512, 0)

@@ -99,6 +99,10 @@ type Record struct {
 	// Filtered is set when a stage decided, by configuration, that the record
 	// is not to be delivered. It is counted, not lost.
 	Filtered bool
+
+	// lacking has a bit per sink (by index) that gave up on the record;
+	// set by the runner when the batch is finalized.
+	lacking uint8
 }
 
 // Failed reports whether a stage marked the record failed.

@@ -303,6 +303,18 @@ func (b *Budget) TryRetry() bool {
 	}
 }
 
+// TokenIn returns how long until the bucket holds one token at the
+// MinPerSecond refill rate; 0 when it holds one now, or when it never
+// refills on its own (MinPerSecond 0).
+func (b *Budget) TokenIn() time.Duration {
+	b.refill()
+	v := b.tokens.Load()
+	if v >= budgetUnit || b.perSecond == 0 {
+		return 0
+	}
+	return time.Duration(float64(budgetUnit-v) / budgetUnit / b.perSecond * float64(time.Second))
+}
+
 func (b *Budget) add(n int64) {
 	for {
 		v := b.tokens.Load()
@@ -358,6 +370,9 @@ type Breaker struct {
 	mu      sync.Mutex
 	since   time.Duration // since base: when it opened, or when the probe went out
 	probing bool          // half-open and a probe is out
+	// outage is when it last opened from closed (since base): a failed
+	// probe re-opens it without starting a new outage.
+	outage time.Duration
 }
 
 const (
@@ -462,9 +477,45 @@ func (b *Breaker) record(outcome int) {
 
 // open, under mu.
 func (b *Breaker) open() {
+	if b.state.Load() == brkClosed {
+		b.outage = b.elapsed()
+	}
 	b.since, b.probing = b.elapsed(), false
 	b.consecutive.Store(0)
 	b.state.Store(brkOpen)
+}
+
+// OutageFor returns how long the breaker has been away from closed (open
+// or half-open, since it last opened from closed); 0 when closed.
+func (b *Breaker) OutageFor() time.Duration {
+	if b.state.Load() == brkClosed {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state.Load() == brkClosed {
+		return 0
+	}
+	return b.elapsed() - b.outage
+}
+
+// ProbeIn returns how long until Allow may let an attempt through: 0 when
+// closed, or when a probe may go now.
+func (b *Breaker) ProbeIn() time.Duration {
+	if b.state.Load() == brkClosed {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state.Load() {
+	case brkClosed:
+		return 0
+	case brkHalfOpen:
+		if !b.probing {
+			return 0
+		}
+	}
+	return max(0, b.openFor-(b.elapsed()-b.since))
 }
 
 // State is "closed", "open" or "half_open". An open breaker whose OpenFor
@@ -489,7 +540,7 @@ func (b *Breaker) State() string {
 
 // RetryStats counts what a Retrier did; safe for concurrent use. Every Do
 // ends in exactly one of Successes, GaveUpPermanent, GaveUpExhausted,
-// GaveUpCanceled, BudgetDenied and BreakerRejected.
+// GaveUpCanceled, GaveUpBudget and GaveUpBreaker.
 type RetryStats struct {
 	Attempts        atomic.Int64 // calls of the operation, first ones and retries
 	Retries         atomic.Int64 // calls of the operation after a failure
@@ -497,8 +548,11 @@ type RetryStats struct {
 	GaveUpPermanent atomic.Int64 // classified GiveUp (permanent)
 	GaveUpExhausted atomic.Int64 // MaxAttempts or MaxElapsed reached
 	GaveUpCanceled  atomic.Int64 // the caller's context ended, or the error was a cancellation
-	BudgetDenied    atomic.Int64 // a retry the budget had no token for
-	BreakerRejected atomic.Int64 // an attempt the breaker refused
+	GaveUpBudget    atomic.Int64 // no retry token came within MaxElapsed
+	GaveUpBreaker   atomic.Int64 // the breaker stayed open past MaxElapsed
+	BudgetDenied    atomic.Int64 // retries that found the budget empty and waited for a token
+	BreakerRejected atomic.Int64 // attempts the breaker refused (Attempt)
+	BreakerWaits    atomic.Int64 // retries that waited for the breaker's probe
 }
 
 // RetryStatsSnapshot is a copy of RetryStats at one time (each counter read
@@ -510,8 +564,11 @@ type RetryStatsSnapshot struct {
 	GaveUpPermanent int64 `json:"gave_up_permanent"`
 	GaveUpExhausted int64 `json:"gave_up_exhausted"`
 	GaveUpCanceled  int64 `json:"gave_up_canceled"`
+	GaveUpBudget    int64 `json:"gave_up_budget"`
+	GaveUpBreaker   int64 `json:"gave_up_breaker"`
 	BudgetDenied    int64 `json:"budget_denied"`
 	BreakerRejected int64 `json:"breaker_rejected"`
+	BreakerWaits    int64 `json:"breaker_waits"`
 }
 
 // Snapshot reads every counter.
@@ -523,8 +580,11 @@ func (s *RetryStats) Snapshot() RetryStatsSnapshot {
 		GaveUpPermanent: s.GaveUpPermanent.Load(),
 		GaveUpExhausted: s.GaveUpExhausted.Load(),
 		GaveUpCanceled:  s.GaveUpCanceled.Load(),
+		GaveUpBudget:    s.GaveUpBudget.Load(),
+		GaveUpBreaker:   s.GaveUpBreaker.Load(),
 		BudgetDenied:    s.BudgetDenied.Load(),
 		BreakerRejected: s.BreakerRejected.Load(),
+		BreakerWaits:    s.BreakerWaits.Load(),
 	}
 }
 
@@ -540,7 +600,8 @@ const (
 // GiveUpError is how a Retrier gives up.
 type GiveUpError struct {
 	// Reason is "permanent" (classified GiveUp), "exhausted" (MaxAttempts,
-	// or the next wait would pass MaxElapsed), "budget" (no retry token),
+	// or the next wait would pass MaxElapsed), "budget" (no retry token
+	// came in time),
 	// "breaker_open" (the breaker refused an attempt) or "canceled" (the
 	// caller's context ended, or the operation returned context.Canceled).
 	Reason string
@@ -687,62 +748,89 @@ func (r *Retrier) record(ctx context.Context, err error) {
 	}
 }
 
+// GiveUpNow reports whether a failed Attempt should go to the DLQ without
+// retrying: it was refused by a breaker that has been open for MaxElapsed
+// or more. A short outage costs a pause (Resume waits for the breaker);
+// once an outage has lasted as long as the policy waits for any batch,
+// waiting more would only stall the pipeline, so records go to the DLQ at
+// once until a probe closes the breaker again.
+func (r *Retrier) GiveUpNow(err error) bool {
+	return r != nil && r.Breaker != nil && r.Policy.MaxElapsed > 0 &&
+		errors.Is(err, retryRejected{}) && r.Breaker.OutageFor() >= r.Policy.MaxElapsed
+}
+
 // Resume continues after a failed first Attempt that started at start, and
-// returns nil once op succeeds, or a *GiveUpError. When first is the
-// breaker's refusal from Attempt it gives up at once, "breaker_open", with
-// Attempts 0. Otherwise, before each retry, in this order, it gives up:
+// returns nil once op succeeds, or a *GiveUpError. Before each retry, in
+// this order, it gives up:
 //
 //   - "permanent" when the last error is classified GiveUp ("canceled"
 //     if that error is context.Canceled): a definite answer stands even
 //     if ctx ended meanwhile;
 //   - "canceled" when ctx is done;
-//   - "exhausted" at MaxAttempts (the first attempt counts) or when the
-//     wait, Backoff(n, Rand()) before retry n, would end past
-//     start+MaxElapsed;
-//   - "budget" when the budget has no token (taken before the wait);
+//   - "exhausted" at MaxAttempts (the first attempt counts, attempts the
+//     breaker refused do not) or when the wait, Backoff(n, Rand()) before
+//     retry n, would end past start+MaxElapsed;
 //
-// then it waits (ctx ending the wait: "canceled"), and gives up
-// "breaker_open" if the breaker now refuses; else it calls op again.
-// A nil first returns nil.
+// then it waits the backoff; then, while the budget has no token, it
+// waits for one ("budget" when none comes before start+MaxElapsed); then,
+// while the breaker refuses, it waits for the breaker's next probe
+// ("breaker_open" when that would be past start+MaxElapsed, or the
+// breaker has been open for MaxElapsed); else it calls op again. A short
+// outage thus costs a pause, never the data: records go to the DLQ only
+// once the policy is exhausted. A first error that is the breaker's
+// refusal counts no attempt and waits for the breaker at once. A nil
+// first returns nil.
 func (r *Retrier) Resume(ctx context.Context, op func(context.Context) error, first error, start time.Time) error {
 	if first == nil {
 		return nil
 	}
 	attempts, last := 1, first
-	if errors.Is(first, retryRejected{}) {
-		// Counted in BreakerRejected by Attempt already.
-		return &GiveUpError{Reason: ReasonBreakerOpen, Attempts: 0, Err: first}
+	refused := errors.Is(first, retryRejected{})
+	if refused {
+		attempts = 0 // counted in BreakerRejected by Attempt already
 	}
 	maxAttempts := max(r.Policy.MaxAttempts, 1)
+	deadline := time.Time{}
+	if r.Policy.MaxElapsed > 0 {
+		deadline = start.Add(r.Policy.MaxElapsed)
+	}
 	for {
-		if r.Classifier.Classify(last) == GiveUp {
-			if errors.Is(last, context.Canceled) {
+		if !refused {
+			if r.Classifier.Classify(last) == GiveUp {
+				if errors.Is(last, context.Canceled) {
+					return r.giveUp(ReasonCanceled, attempts, last)
+				}
+				return r.giveUp(ReasonPermanent, attempts, last)
+			}
+			if ctx.Err() != nil {
 				return r.giveUp(ReasonCanceled, attempts, last)
 			}
-			return r.giveUp(ReasonPermanent, attempts, last)
+			if attempts >= maxAttempts {
+				return r.giveUp(ReasonExhausted, attempts, last)
+			}
+			wait := r.Policy.Backoff(attempts, r.rand())
+			if !deadline.IsZero() && r.now().Add(wait).After(deadline) {
+				return r.giveUp(ReasonExhausted, attempts, last)
+			}
+			if err := r.sleep(ctx, wait); err != nil || ctx.Err() != nil {
+				return r.giveUp(ReasonCanceled, attempts, last)
+			}
+			if reason := r.waitBudget(ctx, deadline); reason != "" {
+				return r.giveUp(reason, attempts, last)
+			}
 		}
-		if ctx.Err() != nil {
-			return r.giveUp(ReasonCanceled, attempts, last)
+		if reason := r.waitBreaker(ctx, deadline); reason != "" {
+			if refused && attempts == 0 {
+				last = first
+			}
+			return r.giveUp(reason, attempts, last)
 		}
-		if attempts >= maxAttempts {
-			return r.giveUp(ReasonExhausted, attempts, last)
-		}
-		wait := r.Policy.Backoff(attempts, r.rand())
-		if r.Policy.MaxElapsed > 0 && r.now().Add(wait).After(start.Add(r.Policy.MaxElapsed)) {
-			return r.giveUp(ReasonExhausted, attempts, last)
-		}
-		if r.Budget != nil && !r.Budget.TryRetry() {
-			return r.giveUp(ReasonBudget, attempts, last)
-		}
-		if err := r.sleep(ctx, wait); err != nil || ctx.Err() != nil {
-			return r.giveUp(ReasonCanceled, attempts, last)
-		}
-		if r.Breaker != nil && !r.Breaker.Allow() {
-			return r.giveUp(ReasonBreakerOpen, attempts, last)
-		}
+		refused = false
 		if r.Stats != nil {
 			r.Stats.Attempts.Add(1)
-			r.Stats.Retries.Add(1)
+			if attempts > 0 {
+				r.Stats.Retries.Add(1)
+			}
 		}
 		attempts++
 		last = op(ctx)
@@ -752,6 +840,66 @@ func (r *Retrier) Resume(ctx context.Context, op func(context.Context) error, fi
 		}
 	}
 }
+
+// waitBudget takes a retry token, waiting for one while the bucket is
+// empty; it returns a give-up reason when none comes before deadline (or
+// ctx ends), else "".
+func (r *Retrier) waitBudget(ctx context.Context, deadline time.Time) string {
+	if r.Budget == nil {
+		return ""
+	}
+	counted := false
+	for !r.Budget.TryRetry() {
+		if !counted && r.Stats != nil {
+			r.Stats.BudgetDenied.Add(1)
+			counted = true
+		}
+		step := r.Budget.TokenIn()
+		if !deadline.IsZero() && (step <= 0 || r.now().Add(step).After(deadline)) {
+			return ReasonBudget
+		}
+		if step <= 0 {
+			return ReasonBudget // no refill and no deadline: waiting would never end
+		}
+		if err := r.sleep(ctx, step); err != nil || ctx.Err() != nil {
+			return ReasonCanceled
+		}
+	}
+	return ""
+}
+
+// waitBreaker returns "" once the breaker allows an attempt (the caller is
+// then the probe when it was half-open), waiting for its next probe while
+// it refuses; or a give-up reason: "breaker_open" when the probe would
+// come after deadline or the outage has lasted MaxElapsed, "canceled".
+func (r *Retrier) waitBreaker(ctx context.Context, deadline time.Time) string {
+	if r.Breaker == nil {
+		return ""
+	}
+	counted := false
+	for !r.Breaker.Allow() {
+		if !counted && r.Stats != nil {
+			r.Stats.BreakerWaits.Add(1)
+			counted = true
+		}
+		if r.Policy.MaxElapsed > 0 && r.Breaker.OutageFor() >= r.Policy.MaxElapsed {
+			return ReasonBreakerOpen
+		}
+		// Another caller may be the probe: look again soon after it.
+		step := max(r.Breaker.ProbeIn(), breakerPoll)
+		if !deadline.IsZero() && r.now().Add(step).After(deadline) {
+			return ReasonBreakerOpen
+		}
+		if err := r.sleep(ctx, step); err != nil || ctx.Err() != nil {
+			return ReasonCanceled
+		}
+	}
+	return ""
+}
+
+// breakerPoll is how often a caller waiting behind another's probe looks
+// at the breaker again.
+const breakerPoll = 20 * time.Millisecond
 
 // Do is Attempt, then Resume if it failed; start is taken before the first
 // attempt, so MaxElapsed includes it.
@@ -774,9 +922,9 @@ func (r *Retrier) giveUp(reason string, attempts int, last error) error {
 		case ReasonCanceled:
 			s.GaveUpCanceled.Add(1)
 		case ReasonBudget:
-			s.BudgetDenied.Add(1)
+			s.GaveUpBudget.Add(1)
 		case ReasonBreakerOpen:
-			s.BreakerRejected.Add(1)
+			s.GaveUpBreaker.Add(1)
 		}
 	}
 	return &GiveUpError{Reason: reason, Attempts: attempts, Err: last}

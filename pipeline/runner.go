@@ -2,13 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/tracepipe/tracepipe/pipeline/dlq"
+	"github.com/tracepipe/tracepipe/internal/ratelog"
 )
 
 // Stage processes a batch in place: it appends records, or marks them
@@ -20,11 +22,6 @@ type Stage interface {
 	Process(ctx context.Context, b *Batch)
 }
 
-// DLQ takes entries; dlq.Backend satisfies it.
-type DLQ interface {
-	Put(ctx context.Context, e *dlq.Entry) error
-}
-
 // RunnerOptions wire a Runner.
 type RunnerOptions struct {
 	Workers int
@@ -33,24 +30,38 @@ type RunnerOptions struct {
 	// Delivery, parallel to Sinks, sets each sink's retry policy and
 	// queue; missing entries write once.
 	Delivery []SinkDelivery
-	DLQ      DLQ
-	// KeepBytes bounds the payload copied into a DLQ entry (0 keeps all).
-	KeepBytes int
-	// Redact, when set, removes or hashes personal fields from a payload
-	// before it goes into a DLQ entry (dlq.Redactor.Redact).
-	Redact     func(p []byte) ([]byte, bool)
-	Host       string
-	Version    string
+	DLQ      DeadLetters
+	// FlushEvery is how often the barrier flushes every sink and syncs the
+	// DLQ, then acknowledges the batches finalized before it (default 1s).
+	FlushEvery time.Duration
 	Accounting *Accounting
 	Logger     *slog.Logger
 }
 
 // Runner drives batches through the stages, the sinks and the DLQ with N
-// workers reading one channel: no goroutine or channel hop per record.
+// workers reading one channel: no goroutine or channel hop per record. A
+// barrier goroutine makes what they delivered durable on an interval and
+// only then acknowledges the batches to their sources.
 type Runner struct {
 	o         RunnerOptions
 	sinks     []*sinkRunner
+	lacking   [][]string // sink names by bit mask
+	log       *ratelog.Logger
 	closeOnce sync.Once
+
+	acksMu   sync.Mutex
+	acks     []ackToken // batches finalized since the last barrier
+	spare    []ackToken
+	barrier  sync.Mutex // one barrier at a time
+	flushMu  sync.Mutex
+	flushErr error        // the last barrier's error, nil once one succeeds
+	unacked  atomic.Int64 // batches never acked: a record of theirs was lost
+	acked    atomic.Int64
+}
+
+type ackToken struct {
+	a   Acker
+	seq uint64
 }
 
 // NewRunner returns a runner; Accounting and Logger get defaults.
@@ -64,10 +75,21 @@ func NewRunner(o RunnerOptions) *Runner {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = time.Second
+	}
 	if len(o.Sinks) > MaxSinks {
 		panic(fmt.Sprintf("pipeline: %d sinks, at most %d", len(o.Sinks), MaxSinks))
 	}
-	r := &Runner{o: o}
+	r := &Runner{o: o, log: ratelog.New(o.Logger, 10*time.Second)}
+	r.lacking = make([][]string, 1<<len(o.Sinks))
+	for m := range r.lacking {
+		for k, s := range o.Sinks {
+			if m&(1<<k) != 0 {
+				r.lacking[m] = append(r.lacking[m], s.Name())
+			}
+		}
+	}
 	r.startSinks()
 	return r
 }
@@ -76,11 +98,28 @@ func NewRunner(o RunnerOptions) *Runner {
 func (r *Runner) Accounting() *Accounting { return r.o.Accounting }
 
 // Run handles batches from in until in is closed and every batch taken is
-// fully handled (delivered or in the DLQ), retries included: Run closes the
-// runner when done. Cancelling ctx does not drop batches already read: the
-// source stops and closes in, and Run drains it.
-func (r *Runner) Run(ctx context.Context, in <-chan *Batch) {
+// fully handled (delivered or in the DLQ), retries included, then makes it
+// durable (a last barrier) and closes the runner. Cancelling ctx does not
+// drop batches already read: the source stops and closes in, and Run
+// drains it. The error is the last barrier's: what was delivered could not
+// be made durable, and the batches since the last good barrier are not
+// acknowledged.
+func (r *Runner) Run(ctx context.Context, in <-chan *Batch) error {
 	ctx = context.WithoutCancel(ctx)
+	stop := make(chan struct{})
+	var barrier sync.WaitGroup
+	barrier.Go(func() {
+		t := time.NewTicker(r.o.FlushEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = r.Barrier(ctx)
+			}
+		}
+	})
 	var wg sync.WaitGroup
 	for range r.o.Workers {
 		wg.Go(func() {
@@ -91,13 +130,18 @@ func (r *Runner) Run(ctx context.Context, in <-chan *Batch) {
 	}
 	wg.Wait()
 	r.Close()
+	close(stop)
+	barrier.Wait()
+	err := r.Barrier(ctx)
+	r.log.Flush()
+	return err
 }
 
 // Handle runs one batch through stages and sinks. Once every sink has
 // taken the batch or given up on it (a retry may finish later, on the
 // sink's goroutines), its failed records go to the DLQ, it is accounted
-// for, its Done is called and it goes back to the pool. b must not be used
-// after Handle.
+// for, its Done is called, its ack waits for the next barrier, and it goes
+// back to the pool. b must not be used after Handle.
 func (r *Runner) Handle(ctx context.Context, b *Batch) {
 	r.runStages(ctx, b)
 	b.pending.Store(1) // the worker's hold
@@ -112,7 +156,8 @@ func (r *Runner) release(ctx context.Context, b *Batch) {
 	}
 }
 
-// finalize routes failed records to the DLQ, accounts, acks and recycles.
+// finalize routes failed records to the DLQ, accounts, and queues the
+// batch's ack for the next barrier.
 func (r *Runner) finalize(ctx context.Context, b *Batch) {
 	r.markSinkFailures(b)
 	var c batchCount
@@ -121,9 +166,10 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 		rec := &b.Records[i]
 		switch {
 		case rec.Failed():
-			if err := r.deadLetter(ctx, b, i); err != nil {
+			if err := r.o.DLQ.PutRecord(ctx, b, i, r.lacking[rec.lacking]); err != nil {
 				c.lost++
-				r.o.Logger.Error("DLQ refused an entry: record lost", "source", sourcePath(b), "class", rec.Failure.Class, "err", err)
+				r.log.Error("dlq_refused", "DLQ refused an entry: the record is neither delivered nor stored",
+					"source", sourcePath(b), "class", rec.Failure.Class, "err", err)
 			} else if k := ClassIndex(rec.Failure.Class); k >= 0 {
 				c.dlq[k]++
 			}
@@ -138,7 +184,70 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 	if b.Done != nil {
 		b.Done(b)
 	}
+	if b.Acker != nil {
+		if c.lost > 0 {
+			// Never acknowledged: the source must not commit past it.
+			r.unacked.Add(1)
+		} else {
+			r.acksMu.Lock()
+			r.acks = append(r.acks, ackToken{b.Acker, b.Seq})
+			r.acksMu.Unlock()
+		}
+	}
 	PutBatch(b)
+}
+
+// Barrier makes durable what the sinks took and the DLQ queued so far,
+// then acknowledges the batches finalized before it started: each sink's
+// Flush, then the DLQ's Sync, then every Ack. On an error nothing is
+// acknowledged; those batches wait for the next barrier that succeeds.
+// The runner calls it every FlushEvery and once at the end of Run.
+func (r *Runner) Barrier(ctx context.Context) error {
+	r.barrier.Lock()
+	defer r.barrier.Unlock()
+	r.acksMu.Lock()
+	toks := r.acks
+	r.acks = r.spare[:0]
+	r.acksMu.Unlock()
+
+	var errs []error
+	for _, sr := range r.sinks {
+		if err := sr.sink.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("sink %s: flush: %w", sr.sink.Name(), err))
+		}
+	}
+	if err := r.o.DLQ.Sync(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("DLQ: sync: %w", err))
+	}
+	err := errors.Join(errs...)
+	r.flushMu.Lock()
+	r.flushErr = err
+	r.flushMu.Unlock()
+	if err != nil {
+		r.log.Error("barrier", "flush barrier failed: batches are not acknowledged until one succeeds", "batches", len(toks), "err", err)
+		r.acksMu.Lock()
+		r.acks = append(toks, r.acks...) // keep them, in front of the newer ones
+		r.acksMu.Unlock()
+		return err
+	}
+	for _, t := range toks {
+		t.a.Ack(t.seq)
+	}
+	r.acked.Add(int64(len(toks)))
+	clear(toks)
+	r.acksMu.Lock()
+	r.spare = toks[:0]
+	r.acksMu.Unlock()
+	return nil
+}
+
+// AckStats says how many batches were acknowledged, are waiting for a
+// barrier, and will never be (a record of theirs was lost).
+func (r *Runner) AckStats() (acked, waiting, never int64) {
+	r.acksMu.Lock()
+	waiting = int64(len(r.acks))
+	r.acksMu.Unlock()
+	return r.acked.Load(), waiting, r.unacked.Load()
 }
 
 // runStages calls each stage; a panic that escapes one fails every unit of
@@ -160,72 +269,16 @@ func (r *Runner) runStages(ctx context.Context, b *Batch) {
 	}
 }
 
-// newEntry starts a DLQ entry for failure f, made now by this process.
-func (r *Runner) newEntry(f Failure, msg string, src dlq.Source) *dlq.Entry {
-	now := time.Now().UTC()
-	return &dlq.Entry{
-		Version:         dlq.SchemaVersion,
-		ID:              dlq.NewID(now),
-		Time:            now,
-		Stage:           f.Stage,
-		Component:       f.Component,
-		Host:            r.o.Host,
-		PipelineVersion: r.o.Version,
-		Error:           dlq.Error{Class: string(f.Class), Code: f.Code, Message: msg},
-		Attempts:        1,
-		FirstFailure:    now,
-		LastFailure:     now,
-		Source:          src,
-	}
-}
-
-// deadLetter builds the DLQ entry for record i and hands it over.
-func (r *Runner) deadLetter(ctx context.Context, b *Batch, i int) error {
-	rec := &b.Records[i]
-	u := &b.Units[rec.Unit]
-	f := rec.Failure
-	src := dlq.Source{Kind: "file", Offset: u.Offset, Line: u.Line}
-	if b.Source != nil {
-		src.Kind, src.Path, src.Format = b.Source.Kind, b.Source.Path, b.Source.Format.String()
-		if f.Component == "" && f.Stage == "parse" {
-			f.Component = b.Source.Format.String()
-		}
-	}
-	e := r.newEntry(f, cutFailure(f), src)
-	e.TraceID, e.SpanID = string(rec.TraceID), string(rec.SpanID)
-	e.ReplayCount, e.ReplayedFrom = int(rec.ReplayCount), string(rec.ReplayedFrom)
-	if rec.Time != 0 {
-		t := time.Unix(0, rec.Time).UTC()
-		e.EventTime = &t
-	}
-	payload := b.Payload(i)
-	size := int64(len(payload))
-	if rec.Payload == nil && u.Size > size {
-		size = u.Size
-	}
-	if r.o.Redact != nil {
-		if out, changed := r.o.Redact(payload); changed {
-			size += int64(len(out) - len(payload))
-			payload = out
-			e.Redacted = true
-		}
-	}
-	e.SetPayload(payload, size, r.o.KeepBytes)
-	return r.o.DLQ.Put(ctx, e)
-}
-
 // FileFailed records a file that failed as a whole (could not be opened, a
 // corrupt stream): one DLQ entry of class file, which counts as one record
 // in. offset is how far reading got, in decompressed bytes.
 func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line int64, err error) {
-	f := Failure{Stage: "read", Component: "file", Class: ClassFile, Code: code}
-	e := r.newEntry(f, CutMessage(err.Error()), dlq.Source{Kind: "file", Path: path, Offset: offset, Line: line})
-	e.SetPayload(nil, 0, 0)
-	r.o.Logger.Warn("file failed; the rest go on", "path", path, "code", code, "offset", offset, "err", e.Error.Message)
+	r.o.Logger.Warn("file failed; the rest go on", "path", path, "code", code, "offset", offset, "err", CutMessage(err.Error()))
 	c := batchCount{in: 1}
-	if perr := r.o.DLQ.Put(context.WithoutCancel(ctx), e); perr != nil {
+	f := SourceFailure{Kind: "file", Path: path, Code: code, Offset: offset, Line: line, Err: err}
+	if perr := r.o.DLQ.PutSource(context.WithoutCancel(ctx), f); perr != nil {
 		c.lost = 1
-		r.o.Logger.Error("DLQ refused a file entry", "path", path, "err", perr)
+		r.log.Error("dlq_refused", "DLQ refused an entry: the record is neither delivered nor stored", "source", path, "class", ClassFile, "err", perr)
 	} else {
 		c.dlq[ClassIndex(ClassFile)] = 1
 	}
@@ -235,26 +288,39 @@ func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line
 // DeadLetterOther puts an entry that stands for no input record (a window
 // row the windows sink refused): counted by class like every entry, and
 // in Accounting.DLQOther so the record invariant leaves it out.
-func (r *Runner) DeadLetterOther(ctx context.Context, f Failure, src dlq.Source, payload []byte, window [2]time.Time) {
-	e := r.newEntry(f, CutMessage(f.Message), src)
-	e.SetPayload(payload, int64(len(payload)), 0) // kept whole: a row is useless cut (its group values are the config's fields, not redacted)
-	if !window[0].IsZero() {
-		e.WindowStart, e.WindowEnd = &window[0], &window[1]
-	}
-	if err := r.o.DLQ.Put(context.WithoutCancel(ctx), e); err != nil {
+func (r *Runner) DeadLetterOther(ctx context.Context, o OtherFailure) {
+	if err := r.o.DLQ.PutOther(context.WithoutCancel(ctx), o); err != nil {
 		r.o.Accounting.DLQLost.Add(1)
 		r.o.Accounting.DLQOtherLost.Add(1)
-		r.o.Logger.Error("DLQ refused an entry: lost", "stage", f.Stage, "class", f.Class, "err", err)
+		r.log.Error("dlq_refused_other", "DLQ refused an entry: lost", "stage", o.Failure.Stage, "class", o.Failure.Class, "err", err)
 		return
 	}
-	if k := ClassIndex(f.Class); k >= 0 {
+	if k := ClassIndex(o.Failure.Class); k >= 0 {
 		r.o.Accounting.DLQSent[k].Add(1)
 	}
 	r.o.Accounting.DLQOther.Add(1)
 }
 
-// cutFailure bounds a failure's message; a panic keeps more, for its stack.
-func cutFailure(f Failure) string {
+// Close waits for every retry in flight to end (each batch then finalized:
+// delivered or in the DLQ) and stops the sinks' retry goroutines. Call it
+// after the last Handle. It does not flush: Run ends with a barrier, and
+// a caller driving Handle itself calls Barrier.
+func (r *Runner) Close() {
+	r.closeOnce.Do(func() {
+		for _, sr := range r.sinks {
+			if sr.queue != nil {
+				close(sr.queue)
+			}
+		}
+		for _, sr := range r.sinks {
+			sr.wg.Wait()
+		}
+	})
+}
+
+// CutFailure bounds a failure's message for a DLQ entry or a log; a panic
+// keeps more, for its stack.
+func CutFailure(f Failure) string {
 	if f.Class != ClassPanic {
 		return CutMessage(f.Message)
 	}

@@ -104,7 +104,7 @@ func TestPanicsBecomeDLQEntriesAndWorkersLiveOn(t *testing.T) {
 		Workers: 1, // one worker: it must survive both panics to finish
 		Stages:  []pipeline.Stage{makeRecords{}, panicOn{}, panicBatch{}},
 		Sinks:   []pipeline.Sink{sink},
-		DLQ:     d,
+		DLQ:     dlq.NewRecorder(d, dlq.RecorderOptions{}),
 		Logger:  quiet(),
 	})
 	feed(r, []string{"a", "boom", "b"}, []string{"c", "explode"}, []string{"d", "e"})
@@ -162,7 +162,7 @@ func TestOneBrokenSinkDoesNotKeepRecordsFromTheOther(t *testing.T) {
 		Workers: 2,
 		Stages:  []pipeline.Stage{makeRecords{}},
 		Sinks:   []pipeline.Sink{broken, good},
-		DLQ:     d,
+		DLQ:     dlq.NewRecorder(d, dlq.RecorderOptions{}),
 		Logger:  quiet(),
 	})
 	feed(r, []string{"a", "b"}, []string{"c"})

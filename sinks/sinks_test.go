@@ -99,7 +99,7 @@ func TestFileSinkRotatesAndCompletes(t *testing.T) {
 		// A failed and a filtered record are never written.
 		b.NewRecord(0).Fail("parse", pipeline.ClassMalformed, "x", "y")
 		b.NewRecord(0).Filtered = true
-		if err := s.Write(context.Background(), b); err != nil {
+		if err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b)); err != nil {
 			t.Fatal(err)
 		}
 		pipeline.PutBatch(b)
@@ -114,7 +114,7 @@ func TestFileSinkRotatesAndCompletes(t *testing.T) {
 	// A write after Close is an error, not a hang.
 	late := pipeline.GetBatch()
 	sampleRecord(late)
-	if err := s.Write(context.Background(), late); err == nil || !strings.Contains(err.Error(), "after Close") {
+	if err := s.Write(context.Background(), late, pipeline.DeliverableRecords(late)); err == nil || !strings.Contains(err.Error(), "after Close") {
 		t.Fatalf("write after Close: %v", err)
 	}
 	pipeline.PutBatch(late)

@@ -259,6 +259,23 @@ func (m *Memory) rewrite() error {
 	return nil
 }
 
+// Sync makes the marks so far durable (fsync of the file; marks reach the
+// OS at every Mark already, so a killed process keeps them).
+func (m *Memory) Sync(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.f == nil {
+		return nil
+	}
+	if err := m.w.Flush(); err != nil {
+		return fmt.Errorf("dedupe: %s: %w", m.path, err)
+	}
+	if err := m.f.Sync(); err != nil {
+		return fmt.Errorf("dedupe: %s: %w", m.path, err)
+	}
+	return nil
+}
+
 // Close syncs and closes the file.
 func (m *Memory) Close() error {
 	m.mu.Lock()

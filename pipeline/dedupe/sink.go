@@ -2,7 +2,9 @@ package dedupe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -33,33 +35,47 @@ func (s *Sink) Name() string { return s.inner.Name() }
 // Close implements pipeline.Sink (the store is closed by its owner).
 func (s *Sink) Close(ctx context.Context) error { return s.inner.Close(ctx) }
 
+// Flush implements pipeline.Sink: the sink's records first, then the
+// marks of those records, so a mark is never durable before its record
+// (a crash in between re-delivers, it never skips).
+func (s *Sink) Flush(ctx context.Context) error {
+	if err := s.inner.Flush(ctx); err != nil {
+		return err
+	}
+	if f, ok := s.store.(interface{ Sync(context.Context) error }); ok {
+		if err := f.Sync(ctx); err != nil {
+			return fmt.Errorf("dedupe: %w", err)
+		}
+	}
+	return nil
+}
+
 // keyBuf holds a batch's keys.
 type keyBuf struct {
-	buf  []byte
-	keys [][]byte
-	idx  []int
-	offs []int
+	buf   []byte
+	keys  [][]byte
+	offs  []int
+	fresh []int32
+	marks [][]byte
 }
 
 var keyPool = sync.Pool{New: func() any { return new(keyBuf) }}
 
-// Write implements pipeline.Sink. A store error fails the write (the
-// runner retries it): writing without knowing could duplicate.
-func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
+// Write implements pipeline.Sink: the records the sink took already are
+// left out of recs; the rest are written, and those the inner sink took
+// are marked. A store error fails the write (the runner retries it):
+// writing without knowing could duplicate.
+func (s *Sink) Write(ctx context.Context, b *pipeline.Batch, recs []int32) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	kb := keyPool.Get().(*keyBuf)
 	defer keyPool.Put(kb)
-	kb.buf, kb.keys, kb.idx, kb.offs = kb.buf[:0], kb.keys[:0], kb.idx[:0], kb.offs[:0]
-	for i := range b.Records {
-		if r := &b.Records[i]; r.Failed() || r.Filtered {
-			continue
-		}
+	kb.buf, kb.keys, kb.offs = kb.buf[:0], kb.keys[:0], kb.offs[:0]
+	for _, i := range recs {
 		kb.offs = append(kb.offs, len(kb.buf))
 		kb.buf = append(kb.buf, s.ns...)
-		kb.buf = Key(kb.buf, b, i)
-		kb.idx = append(kb.idx, i)
-	}
-	if len(kb.idx) == 0 {
-		return nil
+		kb.buf = Key(kb.buf, b, int(i))
 	}
 	for j, off := range kb.offs {
 		end := len(kb.buf)
@@ -72,46 +88,37 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	if err != nil {
 		return fmt.Errorf("dedupe: %w", err)
 	}
-	dup := 0
-	for _, v := range seen {
-		if v {
-			dup++
+	kb.fresh = kb.fresh[:0]
+	for j, i := range recs {
+		if !seen[j] {
+			kb.fresh = append(kb.fresh, i)
 		}
 	}
-	target := b
-	if dup > 0 {
-		target = s.without(b, kb.idx, seen)
+	if dup := len(recs) - len(kb.fresh); dup > 0 {
 		s.Skipped.Add(int64(dup))
 	}
-	if dup < len(seen) {
-		if err := s.inner.Write(ctx, target); err != nil {
-			return err
+	if len(kb.fresh) == 0 {
+		return nil
+	}
+	werr := s.inner.Write(ctx, b, kb.fresh)
+	var failed []int32 // of fresh, those the inner sink did not take
+	if werr != nil {
+		var pe *pipeline.PartialError
+		if !errors.As(werr, &pe) {
+			return werr
+		}
+		failed = pe.Failed
+	}
+	kb.marks = kb.marks[:0]
+	for j, i := range recs {
+		if _, notTaken := slices.BinarySearch(failed, i); !seen[j] && !notTaken {
+			kb.marks = append(kb.marks, kb.keys[j])
 		}
 	}
-	fresh := kb.keys[:0:0]
-	for j, k := range kb.keys {
-		if !seen[j] {
-			fresh = append(fresh, k)
-		}
-	}
-	if len(fresh) > 0 {
-		if err := s.store.Mark(ctx, fresh); err != nil {
+	if len(kb.marks) > 0 {
+		if err := s.store.Mark(ctx, kb.marks); err != nil {
 			s.MarkErr.Add(1)
 		}
 	}
-	return nil
-}
-
-// without returns a view of b in which the records already delivered are
-// filtered (a copy of the records; the bytes are shared, read-only). Only
-// on a re-delivery: the happy path never copies.
-func (s *Sink) without(b *pipeline.Batch, idx []int, seen []bool) *pipeline.Batch {
-	v := &pipeline.Batch{Source: b.Source, Buf: b.Buf, Units: b.Units, Arena: b.Arena, Attrs: b.Attrs}
-	v.Records = append([]pipeline.Record(nil), b.Records...)
-	for j, i := range idx {
-		if seen[j] {
-			v.Records[i].Filtered = true
-		}
-	}
-	return v
+	return werr
 }

@@ -16,6 +16,10 @@ type Backend interface {
 	// returns ctx.Err(). The caller must not modify e after Put. Put after
 	// Close returns an error wrapping ErrClosed.
 	Put(ctx context.Context, e *Entry) error
+	// Sync waits until every entry Put accepted before the call is
+	// durable (fsynced, or acknowledged by the server), or ctx ends; an
+	// error says some may not be. The runner acks input only after it.
+	Sync(ctx context.Context) error
 	// Close drains the queue, writes and syncs everything Put accepted,
 	// closes files and returns the first error. After Close, Stats is final.
 	Close(ctx context.Context) error

@@ -67,6 +67,16 @@ func appendEntry(dst []byte, e *Entry) (_ []byte, ok bool) {
 
 	dst = appendKeyString(dst, `,"stage":`, e.Stage)
 	dst = appendKeyString(dst, `,"component":`, e.Component)
+	if len(e.Sinks) > 0 {
+		dst = append(dst, `,"sinks":[`...)
+		for i, s := range e.Sinks {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = jsonstr.AppendString(dst, s)
+		}
+		dst = append(dst, ']')
+	}
 	dst = appendKeyString(dst, `,"host":`, e.Host)
 	dst = appendKeyString(dst, `,"pipeline_version":`, e.PipelineVersion)
 	dst = appendKeyString(dst, `,"error":{"class":`, e.Error.Class)

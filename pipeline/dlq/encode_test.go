@@ -43,6 +43,8 @@ func fill(t testing.TB, v reflect.Value, s string, n int64, b []byte, tm time.Ti
 			f.SetBool(true)
 		case f.Type() == reflect.TypeFor[[]byte]():
 			f.SetBytes(b)
+		case f.Type() == reflect.TypeFor[[]string]():
+			f.Set(reflect.ValueOf([]string{s + name, "b"}))
 		case f.Kind() == reflect.Struct:
 			fill(t, f, s, n, b, tm)
 		default:

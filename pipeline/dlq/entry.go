@@ -15,7 +15,11 @@ import (
 
 // SchemaVersion is written in every entry as "v". Bump it on any change of
 // meaning; readers accept every version up to their own.
-const SchemaVersion = 1
+//
+// Version 2 added "sinks": every sink that still lacks a record that
+// failed at delivery. A version-1 entry of stage "sink" lacks exactly its
+// component (see LackingSinks).
+const SchemaVersion = 2
 
 // Entry is one record (or one whole file) that could not be delivered, with
 // everything needed to understand, fix and replay it. Field names follow
@@ -37,11 +41,14 @@ type Entry struct {
 	PayloadSHA256 string `json:"payload_sha256"`
 	Truncated     bool   `json:"truncated"` // payload holds only the first bytes
 
-	Source          Source `json:"source"`
-	Stage           string `json:"stage"`     // read, parse, filter, window, sink
-	Component       string `json:"component"` // parser or sink name, e.g. "otlp", "file"
-	Host            string `json:"host"`
-	PipelineVersion string `json:"pipeline_version"`
+	Source    Source `json:"source"`
+	Stage     string `json:"stage"`     // read, parse, filter, window, sink
+	Component string `json:"component"` // parser or sink name, e.g. "otlp", "file"
+	// Sinks names every sink that still lacks the record, for a record
+	// that failed at delivery (stage sink): replay delivers to those.
+	Sinks           []string `json:"sinks,omitempty"`
+	Host            string   `json:"host"`
+	PipelineVersion string   `json:"pipeline_version"`
 
 	Error Error `json:"error"`
 
@@ -59,6 +66,17 @@ type Entry struct {
 	Redacted     bool   `json:"redacted,omitempty"`
 	ReplayCount  int    `json:"replay_count"`
 	ReplayedFrom string `json:"replayed_from,omitempty"`
+}
+
+// LackingSinks names the sinks that still lack e's record: Sinks, or for
+// an entry written before schema version 2, the component of a stage
+// "sink" entry. Empty for a record that never reached delivery (it goes
+// to every sink on replay).
+func (e *Entry) LackingSinks() []string {
+	if len(e.Sinks) > 0 || e.Stage != "sink" || e.Component == "" {
+		return e.Sinks
+	}
+	return []string{e.Component}
 }
 
 // Source says where the payload was read from.

@@ -194,7 +194,7 @@ func TestValidate(t *testing.T) {
 	f("missing source.kind", func(e *Entry) { e.Source.Kind = "" })
 	f("missing stage", func(e *Entry) { e.Stage = "" })
 	f("missing error.class", func(e *Entry) { e.Error.Class = "" })
-	f("version 2", func(e *Entry) { e.Version = SchemaVersion + 1 })
+	f("version 3", func(e *Entry) { e.Version = SchemaVersion + 1 })
 	f("both payload", func(e *Entry) { e.PayloadBase64 = []byte{0xff} })
 	f("payload_size 0 is less", func(e *Entry) { e.PayloadSize = 0 })
 	f("truncated is true", func(e *Entry) { e.Truncated = true })

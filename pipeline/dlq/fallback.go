@@ -57,6 +57,18 @@ func (f *Fallback) Put(e *Entry) error {
 	return nil
 }
 
+// Sync makes what the fallback took durable (a no-op when it took
+// nothing).
+func (f *Fallback) Sync(ctx context.Context) error {
+	if f.b == nil || f.n.Load() == 0 {
+		return nil
+	}
+	if s, ok := f.b.(interface{ Sync(context.Context) error }); ok {
+		return s.Sync(ctx)
+	}
+	return nil
+}
+
 // Taken is how many entries went to the fallback.
 func (f *Fallback) Taken() int64 { return f.n.Load() }
 

@@ -220,7 +220,7 @@ func TestLineFormatIsCutAndJQFriendly(t *testing.T) {
 	}
 	// cut -c10- leaves the JSON, compact, with <, > and & as they are.
 	js := data[9 : len(data)-1]
-	if !bytes.HasPrefix(js, []byte(`{"v":1,"id":"`)) || !bytes.Contains(js, []byte(`a <b> & c`)) {
+	if !bytes.HasPrefix(js, []byte(`{"v":2,"id":"`)) || !bytes.Contains(js, []byte(`a <b> & c`)) {
 		t.Fatalf("json %s", js)
 	}
 }

@@ -19,10 +19,17 @@ type Intake struct {
 	isClosed atomic.Bool
 	inflight sync.WaitGroup
 	once     sync.Once
+
+	accepted atomic.Int64 // entries Put queued
+	doneMu   sync.Mutex
+	done     int64         // entries the writer finished with (Done)
+	doneWake chan struct{} // closed and replaced at each Done
 }
 
 // NewIntake returns an intake holding up to size entries.
-func NewIntake(size int) *Intake { return &Intake{C: make(chan *Entry, size)} }
+func NewIntake(size int) *Intake {
+	return &Intake{C: make(chan *Entry, size), doneWake: make(chan struct{})}
+}
 
 // Closed reports whether Close was called: a cheap check before work.
 func (q *Intake) Closed() bool { return q.isClosed.Load() }
@@ -41,14 +48,46 @@ func (q *Intake) Put(ctx context.Context, e *Entry) error {
 	defer q.inflight.Done()
 	select {
 	case q.C <- e:
+		q.accepted.Add(1)
 		return nil
 	default:
 	}
 	select {
 	case q.C <- e:
+		q.accepted.Add(1)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// Done is called by the writer when it has finished with n entries taken
+// from C: stored, handed to the fallback, or counted as failed.
+func (q *Intake) Done(n int) {
+	q.doneMu.Lock()
+	q.done += int64(n)
+	close(q.doneWake)
+	q.doneWake = make(chan struct{})
+	q.doneMu.Unlock()
+}
+
+// Sync waits until the writer is done with every entry Put accepted
+// before the call, or ctx ends. Entries are taken in order, so a count
+// is enough.
+func (q *Intake) Sync(ctx context.Context) error {
+	target := q.accepted.Load()
+	for {
+		q.doneMu.Lock()
+		done, wake := q.done, q.doneWake
+		q.doneMu.Unlock()
+		if done >= target {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

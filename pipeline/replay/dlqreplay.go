@@ -50,7 +50,7 @@ type replayItem struct {
 
 // ReplayDLQ sends the entries of store matching o.Filter back through
 // parse, windows and sinks (built from cfg, as replay does). Entries of a
-// sink failure go back to that sink only (the others took the record
+// sink failure go back to the sinks they name (the others took the record
 // already); the rest go to every sink. Records carry replay_count and
 // replayed_from; records that fail again become new entries. Replayed
 // entries are deleted from the DLQ at the end, once the new ones are
@@ -143,9 +143,10 @@ func notReplayable(e *dlq.Entry, sinkIndex map[string]int) string {
 		return "truncated: only the first dlq.keep_bytes were kept"
 	case len(e.PayloadBytes()) == 0:
 		return "no payload"
-	case e.Stage == "sink" && e.Component != "":
-		if _, ok := sinkIndex[e.Component]; !ok {
-			return "sink " + e.Component + " is not in the config"
+	}
+	for _, name := range e.LackingSinks() {
+		if _, ok := sinkIndex[name]; !ok {
+			return "sink " + name + " is not in the config"
 		}
 	}
 	return ""
@@ -218,9 +219,9 @@ func replayBatches(cfg *config.Config, items []*replayItem, sinkIndex map[string
 	var mu sync.Mutex
 	for _, it := range items {
 		e := it.e
-		var mask uint8
-		if e.Stage == "sink" && e.Component != "" {
-			mask = 1 << sinkIndex[e.Component]
+		var mask uint8 // 0: every sink
+		for _, name := range e.LackingSinks() {
+			mask |= 1 << sinkIndex[name]
 		}
 		k := groupKey{e.Source.Path, e.Source.Format, mask}
 		rb := open[k]

@@ -24,6 +24,7 @@ type job struct {
 	sinks       []pipeline.Sink
 	closeDedupe func() error
 	backend     dlq.Backend
+	dlq         *dlq.Recorder
 	win         *windows.Windows // nil without metrics
 	winSink     windows.RowWriter
 	retriers    []*pipeline.Retrier
@@ -71,17 +72,17 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 		return nil, err
 	}
 	host, _ := os.Hostname()
+	j.dlq = dlq.NewRecorder(j.backend, dlq.RecorderOptions{
+		Host: host, Version: version, KeepBytes: int(cfg.DLQ.KeepBytes), Redact: redact,
+	})
 	j.runner = pipeline.NewRunner(pipeline.RunnerOptions{
-		Workers:   cfg.Pipeline.Workers,
-		Stages:    stageList,
-		Sinks:     j.sinks,
-		Delivery:  delivery,
-		Redact:    redact,
-		DLQ:       j.backend,
-		KeepBytes: int(cfg.DLQ.KeepBytes),
-		Host:      host,
-		Version:   version,
-		Logger:    log,
+		Workers:    cfg.Pipeline.Workers,
+		Stages:     stageList,
+		Sinks:      j.sinks,
+		Delivery:   delivery,
+		DLQ:        j.dlq,
+		FlushEvery: cfg.Pipeline.FlushEvery,
+		Logger:     log,
 	})
 	return j, nil
 }

@@ -386,9 +386,14 @@ func winSinkWhere(cfg *config.Config, s windows.RowWriter) string {
 func WindowRowsFailed(ctx context.Context, r *pipeline.Runner, sink string, rows []windows.Row, err error) {
 	for i := range rows {
 		row := &rows[i]
-		f := pipeline.Failure{Stage: "window", Component: sink, Class: pipeline.ClassSinkExhausted, Code: "write", Message: err.Error()}
-		src := dlq.Source{Kind: "window_row", Path: row.Metric + " " + row.GroupJSON()}
-		r.DeadLetterOther(ctx, f, src, row.AppendJSON(nil), [2]time.Time{row.Start, row.End})
+		r.DeadLetterOther(ctx, pipeline.OtherFailure{
+			Failure:     pipeline.Failure{Stage: "window", Component: sink, Class: pipeline.ClassSinkExhausted, Code: "write", Message: err.Error()},
+			Kind:        "window_row",
+			Path:        row.Metric + " " + row.GroupJSON(),
+			Payload:     row.AppendJSON(nil),
+			WindowStart: row.Start,
+			WindowEnd:   row.End,
+		})
 	}
 }
 

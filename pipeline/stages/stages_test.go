@@ -44,7 +44,7 @@ func hotPath(t testing.TB, sink pipeline.Sink) (*pipeline.Runner, *dlq.File) {
 		Stages:   []pipeline.Stage{stages.NewParse(&opts), stages.NewFilter(nil, []string{"no-such-service"})},
 		Sinks:    []pipeline.Sink{sink},
 		Delivery: []pipeline.SinkDelivery{{Retry: defaultRetrier(t)}},
-		DLQ:      d,
+		DLQ:      dlq.NewRecorder(d, dlq.RecorderOptions{}),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	return r, d

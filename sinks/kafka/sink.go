@@ -57,7 +57,9 @@ var _ pipeline.Sink = (*Sink)(nil)
 type scratch struct {
 	buf  []byte
 	msgs []kafkago.Message
-	ends []int // per message: key start, key end (= value start), value end
+	ends []int   // per message: key start, key end (= value start), value end
+	recs []int32 // per message: its record
+	big  []int32 // records over batch_bytes: refused before sending
 }
 
 // maxPooledScratch keeps a scratch that grew past this out of the pool.
@@ -191,71 +193,127 @@ func (s *Sink) Check(ctx context.Context) error {
 	return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, kafkago.UnknownTopicOrPartition))
 }
 
-// Write implements pipeline.Sink: every record of b that is neither failed
-// nor filtered becomes one message (key: the trace id, none when empty;
-// value: the record's JSON), all sent in one WriteMessages call that
-// returns once the broker acknowledged them per RequiredAcks. One attempt:
-// retrying is the runner's job. The error carries a code (pipeline.Coded) and is
-// pipeline.Permanent when retrying cannot fix it (see Code).
+// Write implements pipeline.Sink: each record of recs becomes one message
+// (key: the trace id, none when empty; value: the record's JSON), all sent
+// in one WriteMessages call that returns once the broker acknowledged them
+// per RequiredAcks. One attempt: retrying is the runner's job. When some
+// messages fail (their partitions' errors, a record over batch_bytes) it
+// returns a *pipeline.PartialError naming only those records, so the ones
+// the broker took are not sent again. The error carries a code
+// (pipeline.Coded) and is pipeline.Permanent when retrying cannot fix any
+// of the failed ones (see Code).
 //
 // Write encodes into pooled scratch space, never into b (other sinks and
 // retries may be reading b at the same time), and keeps no view into b
 // once it returns.
-func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
+func (s *Sink) Write(ctx context.Context, b *pipeline.Batch, recs []int32) error {
 	sc := s.scratch.Get().(*scratch)
 	buf, ends := sc.buf[:0], sc.ends[:0]
-	for i := range b.Records {
+	sc.recs, sc.big = sc.recs[:0], sc.big[:0]
+	for _, i := range recs {
 		r := &b.Records[i]
-		if r.Failed() || r.Filtered {
-			continue
-		}
 		// Keys are copied too: a view into b could outlive Write if ctx
 		// ends while the writer still holds the message.
-		ends = append(ends, len(buf))
+		start := len(buf)
 		buf = append(buf, r.TraceID...)
-		ends = append(ends, len(buf))
+		mid := len(buf)
 		buf = sinks.AppendRecord(buf, r, b.Buf)
 		buf = buf[:len(buf)-1] // the newline
-		ends = append(ends, len(buf))
+		if int64(len(buf)-start) > s.batchBytes {
+			// kafka-go would refuse the whole call for it: refuse it alone.
+			buf = buf[:start]
+			sc.big = append(sc.big, i)
+			continue
+		}
+		ends = append(ends, start, mid, len(buf))
+		sc.recs = append(sc.recs, i)
 	}
 	sc.buf, sc.ends = buf, ends
-	n := len(ends) / 3
-	if n == 0 {
-		s.scratch.Put(sc)
-		return nil
-	}
-	now := time.Now()
-	msgs := sc.msgs[:0]
-	for i := 0; i < len(ends); i += 3 {
-		m := kafkago.Message{Value: buf[ends[i+1]:ends[i+2]:ends[i+2]], Time: now}
-		if ends[i] < ends[i+1] {
-			m.Key = buf[ends[i]:ends[i+1]:ends[i+1]]
+	var err error
+	var failed []int32
+	if n := len(sc.recs); n > 0 {
+		now := time.Now()
+		msgs := sc.msgs[:0]
+		for i := 0; i < len(ends); i += 3 {
+			m := kafkago.Message{Value: buf[ends[i+1]:ends[i+2]:ends[i+2]], Time: now}
+			if ends[i] < ends[i+1] {
+				m.Key = buf[ends[i]:ends[i+1]:ends[i+1]]
+			}
+			msgs = append(msgs, m)
 		}
-		msgs = append(msgs, m)
+		sc.msgs = msgs
+		s.writes.Add(1)
+		werr := s.w.WriteMessages(ctx, msgs...)
+		if werr != nil && ctx.Err() != nil {
+			// WriteMessages may have returned before the writer is done
+			// with the messages: leave the scratch to the GC.
+			s.errs.Add(1)
+			return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, ctx.Err()))
+		}
+		sent := n
+		if werr != nil {
+			s.errs.Add(1)
+			var werrs kafkago.WriteErrors
+			if errors.As(werr, &werrs) && len(werrs) == n {
+				for k, e := range werrs {
+					if e != nil {
+						failed = append(failed, sc.recs[k])
+					}
+				}
+			} else {
+				failed = append(failed, sc.recs...)
+			}
+			sent -= len(failed)
+			err = s.describe(werr, len(msgs))
+			s.resetOnNetworkError(err)
+		}
+		s.messages.Add(int64(sent))
+		if sent == n {
+			s.bytes.Add(int64(len(buf)))
+		}
+		clear(msgs)
 	}
-	sc.msgs = msgs
-
-	s.writes.Add(1)
-	err := s.w.WriteMessages(ctx, msgs...)
-	if err != nil && ctx.Err() != nil {
-		// WriteMessages may have returned before the writer is done
-		// with the messages: leave the scratch to the GC.
-		s.errs.Add(1)
-		return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, ctx.Err()))
+	if len(sc.big) > 0 {
+		tooLarge := Classify(fmt.Errorf("kafka sink %s: topic %s: %d records are over batch_bytes %d encoded: %w",
+			s.name, s.topic, len(sc.big), s.batchBytes, kafkago.MessageSizeTooLarge))
+		// With transient failures besides, the error stays transient:
+		// the retry sends those again, and the large ones fail alone,
+		// then for good.
+		if err == nil {
+			s.errs.Add(1) // a Write that failed, even if nothing was sent
+			err = tooLarge
+		} else if errors.Is(err, pipeline.ErrPermanent) {
+			err = errors.Join(err, tooLarge)
+		}
+		failed = mergeSorted(failed, sc.big)
 	}
-	if err != nil {
-		err = s.describe(err, msgs)
-		s.errs.Add(1)
-		s.resetOnNetworkError(err)
-	} else {
-		s.messages.Add(int64(n))
-		s.bytes.Add(int64(len(buf)))
-	}
-	clear(msgs)
 	if cap(buf) <= maxPooledScratch {
 		s.scratch.Put(sc)
 	}
-	return err
+	switch {
+	case err == nil:
+		return nil
+	case len(failed) == len(recs):
+		return err
+	}
+	return &pipeline.PartialError{Failed: failed, Err: err}
+}
+
+// mergeSorted returns the union of two ascending lists, ascending, in a
+// new slice (error path only).
+func mergeSorted(a, b []int32) []int32 {
+	out := make([]int32, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		if j == len(b) || (i < len(a) && a[i] < b[j]) {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[j])
+			j++
+		}
+	}
+	return out
 }
 
 // resetOnNetworkError drops the transport's connection pools after a
@@ -271,50 +329,42 @@ func (s *Sink) resetOnNetworkError(err error) {
 
 // describe turns a WriteMessages error into the sink's error: prefixed with
 // the sink and topic, summarized (kafka-go's own text lists every failed
-// message), holding no view into the messages, classified.
-func (s *Sink) describe(err error, msgs []kafkago.Message) error {
-	var tooLarge kafkago.MessageTooLargeError
+// message), holding no view into the messages, classified. Per-message
+// errors are permanent only when every failed message's is.
+func (s *Sink) describe(err error, total int) error {
 	var werrs kafkago.WriteErrors
-	switch {
-	case errors.As(err, &tooLarge):
-		// Refused by the writer itself before sending: larger than
-		// batch_bytes. The error holds the messages; keep none of it.
-		size := len(tooLarge.Message.Key) + len(tooLarge.Message.Value)
-		return Classify(fmt.Errorf("kafka sink %s: topic %s: a record of %d bytes encoded is over batch_bytes %d: %w",
-			s.name, s.topic, size, s.batchBytes, kafkago.MessageSizeTooLarge))
-	case errors.As(err, &werrs):
-		// Per-message errors: the messages of the partitions that
-		// failed. If any is permanent the batch is; else it is
-		// transient and the runner retries the whole batch, so the
-		// messages that did succeed are written again: the dedupe
-		// layer downstream is what makes that idempotent (kafka-go has
-		// no idempotent producer).
-		var first, perm error
-		failed := 0
-		for _, e := range werrs {
-			if e == nil {
-				continue
-			}
-			failed++
-			if first == nil {
-				first = e
-			}
-			if _, p := Code(e); p && perm == nil {
+	if !errors.As(err, &werrs) {
+		return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, err))
+	}
+	var transient, perm error
+	failed := 0
+	for _, e := range werrs {
+		if e == nil {
+			continue
+		}
+		failed++
+		if _, p := Code(e); p {
+			if perm == nil {
 				perm = e
 			}
+		} else if transient == nil {
+			transient = e
 		}
-		cause := first
-		if perm != nil {
-			cause = perm
-		}
-		if cause == nil { // cannot happen: kafka-go returns WriteErrors only with errors
-			cause = errors.New("write failed")
-		}
-		return Classify(fmt.Errorf("kafka sink %s: topic %s: %d of %d messages failed: %w",
-			s.name, s.topic, failed, len(msgs), cause))
 	}
-	return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, err))
+	cause := transient
+	if cause == nil {
+		cause = perm
+	}
+	if cause == nil { // cannot happen: kafka-go returns WriteErrors only with errors
+		cause = errors.New("write failed")
+	}
+	return Classify(fmt.Errorf("kafka sink %s: topic %s: %d of %d messages failed: %w",
+		s.name, s.topic, failed, total, cause))
 }
+
+// Flush implements pipeline.Sink: nothing to do, a Write returns only once
+// the brokers acknowledged its messages (RequiredAcks).
+func (s *Sink) Flush(context.Context) error { return nil }
 
 // Stats returns the counters; safe to call at any time.
 func (s *Sink) Stats() Stats {

@@ -74,7 +74,7 @@ func TestRoundTripEveryCodec(t *testing.T) {
 			b.Records[11].TraceID = nil // no key
 			want, n := expected(b)
 
-			if err := s.Write(context.Background(), b); err != nil {
+			if err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b)); err != nil {
 				t.Fatal(err)
 			}
 			msgs := c.Messages("records")
@@ -130,7 +130,7 @@ func TestWriteNothingToSend(t *testing.T) {
 	for i := range b.Records {
 		b.Records[i].Filtered = true
 	}
-	if err := s.Write(context.Background(), b); err != nil {
+	if err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b)); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.Writes != 0 || c.Count("records") != 0 {
@@ -150,7 +150,7 @@ func TestConcurrentWrites(t *testing.T) {
 		wg.Go(func() {
 			for range 3 {
 				b := parsedBatch(t, part)
-				err := s.Write(context.Background(), b)
+				err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b))
 				pipeline.PutBatch(b)
 				if err != nil {
 					errs <- err
@@ -181,7 +181,7 @@ func TestOversizedRecordIsPermanent(t *testing.T) {
 		s := newSink(t, cfg)
 		b := parsedBatch(t, lines)
 		defer pipeline.PutBatch(b)
-		err := s.Write(context.Background(), b)
+		err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b))
 		if !errors.Is(err, pipeline.ErrPermanent) || code(err) != "message_size_too_large" {
 			t.Fatalf("err %v (code %q), want permanent message_size_too_large", err, code(err))
 		}
@@ -207,7 +207,7 @@ func TestOversizedRecordIsPermanent(t *testing.T) {
 		r.Attrs = append(r.Attrs[:len(r.Attrs):len(r.Attrs)], pipeline.Attr{
 			Key: []byte("big"), Value: bytes.Repeat([]byte("x"), 4096), Type: pipeline.AttrString,
 		})
-		err := s.Write(context.Background(), b)
+		err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b))
 		if !errors.Is(err, pipeline.ErrPermanent) || code(err) != "message_size_too_large" {
 			t.Fatalf("err %v (code %q), want permanent message_size_too_large", err, code(err))
 		}
@@ -224,7 +224,7 @@ func TestTransientErrors(t *testing.T) {
 	write := func() error {
 		b := parsedBatch(t, lines)
 		defer pipeline.PutBatch(b)
-		return s.Write(context.Background(), b)
+		return s.Write(context.Background(), b, pipeline.DeliverableRecords(b))
 	}
 	if err := write(); err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func TestUnknownTopic(t *testing.T) {
 	}
 	b := parsedBatch(t, genLines(t, 3, 0))
 	defer pipeline.PutBatch(b)
-	err = s.Write(context.Background(), b)
+	err = s.Write(context.Background(), b, pipeline.DeliverableRecords(b))
 	if code(err) != "unknown_topic_or_partition" || errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("Write: %v (code %q)", err, code(err))
 	}
@@ -325,7 +325,7 @@ func TestSASL(t *testing.T) {
 					t.Fatal(err)
 				}
 				b := parsedBatch(t, lines)
-				err = s.Write(context.Background(), b)
+				err = s.Write(context.Background(), b, pipeline.DeliverableRecords(b))
 				pipeline.PutBatch(b)
 				if pass == secret {
 					if err != nil {
@@ -377,7 +377,7 @@ func TestTLS(t *testing.T) {
 	s := newSink(t, cfg, kafkasink.WithTLSConfig(client))
 	b := parsedBatch(t, lines)
 	defer pipeline.PutBatch(b)
-	if err := s.Write(context.Background(), b); err != nil {
+	if err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b)); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(c.Messages("records")); n != len(lines) {
@@ -387,7 +387,7 @@ func TestTLS(t *testing.T) {
 	// The system roots do not trust the test CA.
 	cfg.Timeout = 3 * time.Second
 	untrusting := newSink(t, cfg)
-	err := untrusting.Write(context.Background(), b)
+	err := untrusting.Write(context.Background(), b, pipeline.DeliverableRecords(b))
 	if code(err) != kafkasink.CodeTLS || errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("untrusted certificate: %v (code %q)", err, code(err))
 	}
@@ -456,14 +456,14 @@ func TestRecoversWhenTheBrokerComesBack(t *testing.T) {
 	s := newSink(t, cfg)
 	b := parsedBatch(t, genLines(t, 10, 0))
 	defer pipeline.PutBatch(b)
-	if err := s.Write(context.Background(), b); err == nil {
+	if err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b)); err == nil {
 		t.Fatal("write without a broker succeeded")
 	}
 	c.Restart()
 	start := time.Now()
 	var err error
 	for time.Since(start) < 10*time.Second {
-		if err = s.Write(context.Background(), b); err == nil {
+		if err = s.Write(context.Background(), b, pipeline.DeliverableRecords(b)); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -101,7 +101,7 @@ func (s *Stream) Name() string { return s.name }
 type streamScratch struct {
 	buf  []byte
 	ends []int
-	idx  []int // the chunk's record indexes in the batch
+	ok   []bool // per record of the chunk: its XADD succeeded
 }
 
 // maxStreamScratch caps the buffer a pooled scratch keeps.
@@ -109,16 +109,16 @@ const maxStreamScratch = 8 << 20
 
 var streamScratchPool = sync.Pool{New: func() any { return &streamScratch{buf: make([]byte, 0, 256<<10)} }}
 
-// Write implements pipeline.Sink: it adds every record of b that is neither
-// failed nor filtered. On error it returns the first failed command's
-// error, classified by ClassifyError (pipeline.Permanent for what retrying
-// cannot fix, pipeline.WithCode with the Redis error word for server errors).
-//
-// When a pipeline fails part-way, or a later chunk fails after an earlier
-// one was stored, some records are in the stream already and the runner's
-// retry of the whole batch adds them again: delivery is at-least-once. The
-// dedupe layer (Dedupe, keyed by record) makes the retry idempotent.
-func (s *Stream) Write(ctx context.Context, b *pipeline.Batch) error {
+// Write implements pipeline.Sink: it adds each record of recs, in
+// pipelines of up to streamChunk XADDs. When some commands fail (a server
+// error, a connection cut part-way) it returns a *pipeline.PartialError
+// naming only the records whose XADD did not succeed, with the first
+// failure's error classified by ClassifyError (pipeline.Permanent for what
+// retrying cannot fix, pipeline.WithCode with the Redis error word for
+// server errors). A command whose reply was lost may still have been
+// executed: such a record can be added twice (at-least-once); the dedupe
+// layer (Dedupe, keyed by record) makes that idempotent.
+func (s *Stream) Write(ctx context.Context, b *pipeline.Batch, recs []int32) error {
 	if s.closed.Load() {
 		s.errs.Add(1)
 		return pipeline.Permanent(fmt.Errorf("redis stream sink %s: write after Close", s.name))
@@ -129,37 +129,50 @@ func (s *Stream) Write(ctx context.Context, b *pipeline.Batch) error {
 			streamScratchPool.Put(sc)
 		}
 	}()
-	for i := 0; i < len(b.Records); {
-		// Encode the next chunk.
-		sc.buf, sc.ends, sc.idx = sc.buf[:0], sc.ends[:0], sc.idx[:0]
-		for ; i < len(b.Records) && len(sc.idx) < streamChunk; i++ {
-			r := &b.Records[i]
-			if r.Failed() || r.Filtered {
-				continue
-			}
-			sc.buf = sinks.AppendRecord(sc.buf, r, b.Buf)
+	var failed []int32
+	var first error
+	var added int
+	for lo := 0; lo < len(recs); lo += streamChunk {
+		chunk := recs[lo:min(lo+streamChunk, len(recs))]
+		sc.buf, sc.ends = sc.buf[:0], sc.ends[:0]
+		for _, i := range chunk {
+			sc.buf = sinks.AppendRecord(sc.buf, &b.Records[i], b.Buf)
 			sc.buf = sc.buf[:len(sc.buf)-1] // the newline
 			sc.ends = append(sc.ends, len(sc.buf))
-			sc.idx = append(sc.idx, i)
 		}
-		if len(sc.idx) == 0 {
-			break
-		}
-		if err := s.writeChunk(ctx, b, sc); err != nil {
-			s.errs.Add(1)
-			return err
+		ok, err := s.writeChunk(ctx, b, chunk, sc)
+		added += ok
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			for k, i := range chunk {
+				if !sc.ok[k] {
+					failed = append(failed, i)
+				}
+			}
 		}
 	}
-	return nil
+	if first == nil {
+		return nil
+	}
+	s.errs.Add(1)
+	err := fmt.Errorf("redis stream sink %s: XADD to %s (%d of %d added): %w", s.name, s.stream, added, len(recs), first)
+	if len(failed) == len(recs) {
+		return err
+	}
+	return &pipeline.PartialError{Failed: failed, Err: err}
 }
 
-// writeChunk sends the chunk encoded in sc as one pipeline.
-func (s *Stream) writeChunk(ctx context.Context, b *pipeline.Batch, sc *streamScratch) error {
+// writeChunk sends the chunk encoded in sc as one pipeline. It sets
+// sc.ok[k] for each command that succeeded and returns how many did, and
+// the first failure, classified.
+func (s *Stream) writeChunk(ctx context.Context, b *pipeline.Batch, chunk []int32, sc *streamScratch) (int, error) {
 	pipe := s.client.Pipeline()
 	args := goredis.XAddArgs{Stream: s.stream, MaxLen: s.maxLen, Approx: true}
 	var vals [6]any
 	start := 0
-	for k, ri := range sc.idx {
+	for k, ri := range chunk {
 		r := &b.Records[ri]
 		v := append(vals[:0], "record", sc.buf[start:sc.ends[k]])
 		start = sc.ends[k]
@@ -174,35 +187,47 @@ func (s *Stream) writeChunk(ctx context.Context, b *pipeline.Batch, sc *streamSc
 		pipe.XAdd(ctx, &args)
 	}
 	cmds, err := pipe.Exec(ctx)
-	var added, bytes int64
+	if cap(sc.ok) < len(chunk) {
+		sc.ok = make([]bool, len(chunk))
+	}
+	sc.ok = sc.ok[:len(chunk)]
+	clear(sc.ok)
+	var added int
+	var bytes int64
 	var first error
 	start = 0
-	for k, c := range cmds {
-		if k < len(sc.ends) {
-			if c.Err() == nil {
-				added++
-				bytes += int64(sc.ends[k] - start)
-			} else if first == nil {
-				first = c.Err()
-			}
-			start = sc.ends[k]
+	for k := range chunk {
+		if k < len(cmds) && cmds[k].Err() == nil {
+			sc.ok[k] = true
+			added++
+			bytes += int64(sc.ends[k] - start)
+		} else if first == nil && k < len(cmds) {
+			first = cmds[k].Err()
 		}
+		start = sc.ends[k]
 	}
-	s.entries.Add(added)
+	s.entries.Add(int64(added))
 	s.bytes.Add(bytes)
+	if added == len(chunk) {
+		return added, nil
+	}
 	if first == nil {
 		first = err
 	}
-	if first != nil {
-		return fmt.Errorf("redis stream sink %s: XADD to %s (%d of %d added): %w", s.name, s.stream, added, len(sc.idx), ClassifyError(first))
+	if first == nil {
+		first = errors.New("no reply")
 	}
-	return nil
+	return added, ClassifyError(first)
 }
 
 // Stats returns the sink's counters.
 func (s *Stream) Stats() StreamStats {
 	return StreamStats{Entries: s.entries.Load(), Bytes: s.bytes.Load(), Errors: s.errs.Load()}
 }
+
+// Flush implements pipeline.Sink: nothing to do, a Write returns only once
+// the server replied to its commands.
+func (s *Stream) Flush(context.Context) error { return nil }
 
 // Close implements pipeline.Sink: it closes the connections. Every Write
 // that returned nil is stored already (each Write waits for its replies).

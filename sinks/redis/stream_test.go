@@ -100,7 +100,7 @@ func TestStreamWrite(t *testing.T) {
 		wantIDs = append(wantIDs, [2]string{string(r.TraceID), string(r.SpanID)})
 	}
 
-	if err := sink.Write(ctx, b); err != nil {
+	if err := sink.Write(ctx, b, pipeline.DeliverableRecords(b)); err != nil {
 		t.Fatal(err)
 	}
 	msgs, err := c.XRange(ctx, "recs", "-", "+").Result()
@@ -137,7 +137,7 @@ func TestStreamWrite(t *testing.T) {
 	// A batch with nothing to deliver makes no round trip and no error.
 	empty := pipeline.GetBatch()
 	defer pipeline.PutBatch(empty)
-	if err := sink.Write(ctx, empty); err != nil {
+	if err := sink.Write(ctx, empty, pipeline.DeliverableRecords(empty)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,7 +155,7 @@ func TestStreamChunks(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for range writers {
-		wg.Go(func() { errs <- sink.Write(ctx, b) })
+		wg.Go(func() { errs <- sink.Write(ctx, b, pipeline.DeliverableRecords(b)) })
 	}
 	wg.Wait()
 	close(errs)
@@ -181,7 +181,7 @@ func TestStreamMaxLen(t *testing.T) {
 	b := parsedBatch(t, streamLines(t, 512, 3))
 	defer pipeline.PutBatch(b)
 	for range 10 {
-		if err := sink.Write(ctx, b); err != nil {
+		if err := sink.Write(ctx, b, pipeline.DeliverableRecords(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,7 +216,7 @@ func TestStreamErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := newStream(t, srv, "str", 0)
-	err := sink.Write(ctx, b)
+	err := sink.Write(ctx, b, pipeline.DeliverableRecords(b))
 	if err == nil || !errors.Is(err, pipeline.ErrPermanent) || code(err) != "WRONGTYPE" {
 		t.Fatalf("write to a string key: %v (code %q), want permanent WRONGTYPE", err, code(err))
 	}
@@ -229,14 +229,14 @@ func TestStreamErrors(t *testing.T) {
 	if err := c.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
 		t.Fatal(err)
 	}
-	err = ok.Write(ctx, b)
+	err = ok.Write(ctx, b, pipeline.DeliverableRecords(b))
 	if err == nil || errors.Is(err, pipeline.ErrPermanent) || code(err) != "OOM" {
 		t.Fatalf("write over maxmemory: %v (code %q), want transient OOM", err, code(err))
 	}
 	if err := c.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.Write(ctx, b); err != nil {
+	if err := ok.Write(ctx, b, pipeline.DeliverableRecords(b)); err != nil {
 		t.Fatalf("write after memory was freed: %v", err)
 	}
 
@@ -245,7 +245,7 @@ func TestStreamErrors(t *testing.T) {
 	if err := c.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
 		t.Fatal(err)
 	}
-	err = ok.Write(ctx, b)
+	err = ok.Write(ctx, b, pipeline.DeliverableRecords(b))
 	if err == nil || errors.Is(err, pipeline.ErrPermanent) || code(err) != "READONLY" {
 		t.Fatalf("write to a replica: %v (code %q), want transient READONLY", err, code(err))
 	}
@@ -257,7 +257,7 @@ func TestStreamErrors(t *testing.T) {
 	srv.Kill()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err = ok.Write(wctx, b)
+	err = ok.Write(wctx, b, pipeline.DeliverableRecords(b))
 	if err == nil || errors.Is(err, pipeline.ErrPermanent) || code(err) != "" {
 		t.Fatalf("write to a killed server: %v (code %q), want a transient network error", err, code(err))
 	}
@@ -265,7 +265,7 @@ func TestStreamErrors(t *testing.T) {
 	if err := ok.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.Write(ctx, b); err == nil || !errors.Is(err, pipeline.ErrPermanent) {
+	if err := ok.Write(ctx, b, pipeline.DeliverableRecords(b)); err == nil || !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("write after Close: %v", err)
 	}
 }
@@ -376,7 +376,7 @@ func BenchmarkRedisStreamSink(b *testing.B) {
 			// Write runs on every worker at once; the batch is read only.
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := sink.Write(context.Background(), batch); err != nil {
+					if err := sink.Write(context.Background(), batch, pipeline.DeliverableRecords(batch)); err != nil {
 						b.Error(err)
 						return
 					}
@@ -384,7 +384,7 @@ func BenchmarkRedisStreamSink(b *testing.B) {
 			})
 		} else {
 			for b.Loop() {
-				if err := sink.Write(context.Background(), batch); err != nil {
+				if err := sink.Write(context.Background(), batch, pipeline.DeliverableRecords(batch)); err != nil {
 					b.Fatal(err)
 				}
 			}

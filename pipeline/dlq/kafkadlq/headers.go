@@ -35,6 +35,7 @@ const (
 	hSourceStreamID  = "dlq.source.stream_id"
 	hStage           = "dlq.stage"
 	hComponent       = "dlq.component"
+	hSinks           = "dlq.sinks" // comma-separated; sink names hold no comma
 	hHost            = "dlq.host"
 	hPipelineVersion = "dlq.pipeline_version"
 	hErrorClass      = "dlq.error.class"
@@ -110,6 +111,7 @@ func encode(e *dlq.Entry) kafkago.Message {
 	h.str(hSourceStreamID, s.StreamID)
 	h.str(hStage, e.Stage)
 	h.str(hComponent, e.Component)
+	h.str(hSinks, strings.Join(e.Sinks, ","))
 	h.str(hHost, e.Host)
 	h.str(hPipelineVersion, e.PipelineVersion)
 	h.str(hErrorClass, e.Error.Class)
@@ -229,6 +231,10 @@ func decode(value []byte, headers []kafkago.Header) (*dlq.Entry, error) {
 			e.Stage = string(v)
 		case hComponent:
 			e.Component = string(v)
+		case hSinks:
+			if len(v) > 0 {
+				e.Sinks = strings.Split(string(v), ",")
+			}
 		case hHost:
 			e.Host = string(v)
 		case hPipelineVersion:

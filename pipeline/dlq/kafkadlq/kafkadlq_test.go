@@ -246,7 +246,7 @@ func TestMessageLayout(t *testing.T) {
 		h[x.Key] = string(x.Value)
 	}
 	for k, v := range map[string]string{
-		"dlq.v": "1", "dlq.id": want.ID, "dlq.error.class": want.Error.Class, "dlq.error.code": want.Error.Code,
+		"dlq.v": "2", "dlq.id": want.ID, "dlq.error.class": want.Error.Class, "dlq.error.code": want.Error.Code,
 		"dlq.error.message": want.Error.Message, "dlq.stage": "parse", "dlq.component": "jsonl",
 		"dlq.source.kind": "file", "dlq.source.path": "/var/log/app.jsonl", "dlq.source.offset": "100",
 		"dlq.source.line": "2", "dlq.payload_binary": "true", "dlq.payload_size": "5",

@@ -96,9 +96,10 @@ type Backend struct {
 	in   *dlq.Intake
 	done chan struct{} // closed when the writer has finished
 
-	statsMu sync.Mutex
-	stats   dlq.Stats // Redis's part
-	err     error     // first error, returned by Close
+	statsMu      sync.Mutex
+	syncedFailed int64     // stats.Failed at the last Sync
+	stats        dlq.Stats // Redis's part
+	err          error     // first error, returned by Close
 
 	// Writer state.
 	downUntil time.Time
@@ -203,6 +204,28 @@ func (b *Backend) Stats() dlq.Stats {
 	return b.fb.AddStats(st)
 }
 
+// Sync waits until every entry Put accepted before the call is stored
+// (acknowledged by the server, or written and synced by the fallback), or
+// ctx ends. It returns an error when entries were lost (neither the
+// server nor the fallback took them) since the previous Sync.
+func (b *Backend) Sync(ctx context.Context) error {
+	if err := b.in.Sync(ctx); err != nil {
+		return err
+	}
+	if err := b.fb.Sync(ctx); err != nil {
+		return err
+	}
+	b.statsMu.Lock()
+	lost := b.stats.Failed - b.syncedFailed
+	b.syncedFailed = b.stats.Failed
+	err := b.err
+	b.statsMu.Unlock()
+	if lost > 0 {
+		return fmt.Errorf("%d dlq entries lost since the last sync: %w", lost, err)
+	}
+	return nil
+}
+
 // Full is closed when entries went to the fallback and the fallback
 // reached its cap (file DLQ, overflow: fail). Redis itself never fills: its
 // cap trims. It stays closed.
@@ -236,6 +259,7 @@ func (b *Backend) run() {
 			}
 		}
 		args = b.write(batch, args)
+		b.in.Done(len(batch))
 		clear(batch)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -21,6 +22,7 @@ const (
 	fMessage         = "message"
 	fStage           = "stage"
 	fComponent       = "component"
+	fSinks           = "sinks" // comma-separated; sink names hold no comma
 	fHost            = "host"
 	fPipelineVersion = "pipeline_version"
 	fSourceKind      = "source_kind"
@@ -89,6 +91,7 @@ func appendFields(dst []any, e *dlq.Entry) ([]any, int64) {
 	str(fMessage, e.Error.Message)
 	str(fStage, e.Stage)
 	str(fComponent, e.Component)
+	opt(fSinks, strings.Join(e.Sinks, ","))
 	str(fHost, e.Host)
 	str(fPipelineVersion, e.PipelineVersion)
 	s := &e.Source
@@ -188,6 +191,9 @@ func decodeEntry(values map[string]any) (*dlq.Entry, error) {
 	e.Error = dlq.Error{Class: str(fClass), Code: str(fCode), Message: str(fMessage)}
 	e.Stage = str(fStage)
 	e.Component = str(fComponent)
+	if v := str(fSinks); v != "" {
+		e.Sinks = strings.Split(v, ",")
+	}
 	e.Host = str(fHost)
 	e.PipelineVersion = str(fPipelineVersion)
 	e.Source = dlq.Source{

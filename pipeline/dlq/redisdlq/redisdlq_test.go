@@ -240,10 +240,14 @@ func fill(t *testing.T, v reflect.Value, n int) int {
 	case reflect.Bool:
 		v.SetBool(true)
 	case reflect.Slice:
-		if v.Type().Elem().Kind() != reflect.Uint8 {
+		switch v.Type().Elem().Kind() {
+		case reflect.Uint8:
+			v.SetBytes([]byte{0xff, byte(n), 0})
+		case reflect.String:
+			v.Set(reflect.ValueOf([]string{fmt.Sprintf("s%d", n), "b"}))
+		default:
 			t.Fatalf("unexpected slice %s", v.Type())
 		}
-		v.SetBytes([]byte{0xff, byte(n), 0})
 	case reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
 		n = fill(t, p.Elem(), n)
@@ -264,7 +268,7 @@ func TestDecodeRejects(t *testing.T) {
 		}
 	}
 	f(map[string]any{"foo": "bar"}, "not a DLQ entry")
-	f(map[string]any{"id": "X", "v": "2"}, "newer")
+	f(map[string]any{"id": "X", "v": "3"}, "newer")
 	f(map[string]any{"id": "X", "attempts": "many"}, "attempts")
 	f(map[string]any{"id": "X", "time": "yesterday"}, "time")
 	f(map[string]any{"id": "X", "truncated": "yes"}, "truncated")
