@@ -18,6 +18,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,12 +54,28 @@ var ErrBreakerOpen = errors.New("circuit breaker open")
 // retryRejected is the error Attempt returns when the breaker refuses the
 // attempt. It wraps ErrBreakerOpen and has the code "breaker_open". A
 // zero-size value: returning it allocates nothing, and Resume recognises it
-// (errors.Is(err, retryRejected{})) even when a caller wrapped it.
-type retryRejected struct{}
+// (isRejected(err)) even when a caller wrapped it.
+type retryRejected struct {
+	cause string // the failure that last opened the breaker, for the reader
+}
 
-func (retryRejected) Error() string { return "circuit breaker open: attempt not made" }
-func (retryRejected) Unwrap() error { return ErrBreakerOpen }
-func (retryRejected) Code() string  { return "breaker_open" }
+func (e *retryRejected) Error() string {
+	if e.cause == "" {
+		return "circuit breaker open: attempt not made"
+	}
+	return "circuit breaker open after: " + e.cause + ": attempt not made"
+}
+func (*retryRejected) Unwrap() error { return ErrBreakerOpen }
+func (*retryRejected) Code() string  { return "breaker_open" }
+
+// refusedNoCause is the refusal of a breaker with no recorded cause.
+var refusedNoCause = &retryRejected{}
+
+// isRejected reports whether err is (or wraps) the breaker's refusal.
+func isRejected(err error) bool {
+	var rr *retryRejected
+	return errors.As(err, &rr)
+}
 
 // ErrorCode returns a short stable code for err, the key of config's
 // retry.codes and the code of a DLQ entry. The first that holds, in order:
@@ -368,8 +385,9 @@ type Breaker struct {
 	consecutive atomic.Int64 // consecutive failures while closed
 
 	mu      sync.Mutex
-	since   time.Duration // since base: when it opened, or when the probe went out
-	probing bool          // half-open and a probe is out
+	since   time.Duration                 // since base: when it opened, or when the probe went out
+	probing bool                          // half-open and a probe is out
+	cause   atomic.Pointer[retryRejected] // why it last opened (setCause)
 	// outage is when it last opened from closed (since base): a failed
 	// probe re-opens it without starting a new outage.
 	outage time.Duration
@@ -497,6 +515,33 @@ func (b *Breaker) OutageFor() time.Duration {
 		return 0
 	}
 	return b.elapsed() - b.outage
+}
+
+// setCause keeps err's text as the reason the breaker is open, in the
+// refusal Attempt returns (built here, on the failure path, so a refused
+// Attempt allocates nothing).
+func (b *Breaker) setCause(err error) {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = strings.ToValidUTF8(msg[:200], "") + "…"
+	}
+	b.cause.Store(&retryRejected{cause: msg})
+}
+
+// refusal is the error of a refused attempt, naming the last cause.
+func (b *Breaker) refusal() error {
+	if p := b.cause.Load(); p != nil {
+		return p
+	}
+	return refusedNoCause
+}
+
+// Cause is the text of the failure that last kept the breaker open, or "".
+func (b *Breaker) Cause() string {
+	if p := b.cause.Load(); p != nil {
+		return p.cause
+	}
+	return ""
 }
 
 // ProbeIn returns how long until Allow may let an attempt through: 0 when
@@ -711,7 +756,7 @@ func (r *Retrier) Attempt(ctx context.Context, op func(context.Context) error) e
 		if r.Stats != nil {
 			r.Stats.BreakerRejected.Add(1)
 		}
-		return retryRejected{}
+		return r.Breaker.refusal() // allocates nothing
 	}
 	if r.Budget != nil {
 		r.Budget.Request()
@@ -745,6 +790,9 @@ func (r *Retrier) record(ctx context.Context, err error) {
 		r.Breaker.record(brkSuccess)
 	default:
 		r.Breaker.record(brkFailure)
+		if r.Breaker.state.Load() != brkClosed {
+			r.Breaker.setCause(err)
+		}
 	}
 }
 
@@ -756,7 +804,7 @@ func (r *Retrier) record(ctx context.Context, err error) {
 // once until a probe closes the breaker again.
 func (r *Retrier) GiveUpNow(err error) bool {
 	return r != nil && r.Breaker != nil && r.Policy.MaxElapsed > 0 &&
-		errors.Is(err, retryRejected{}) && r.Breaker.OutageFor() >= r.Policy.MaxElapsed
+		isRejected(err) && r.Breaker.OutageFor() >= r.Policy.MaxElapsed
 }
 
 // Resume continues after a failed first Attempt that started at start, and
@@ -785,7 +833,7 @@ func (r *Retrier) Resume(ctx context.Context, op func(context.Context) error, fi
 		return nil
 	}
 	attempts, last := 1, first
-	refused := errors.Is(first, retryRejected{})
+	refused := isRejected(first)
 	if refused {
 		attempts = 0 // counted in BreakerRejected by Attempt already
 	}

@@ -26,8 +26,9 @@ type Backend interface {
 	// Stats counts entries durably written (after fsync) by class, failed
 	// writes and evictions. Safe to call concurrently with everything.
 	Stats() Stats
-	// Full is closed when the backend reached its size cap under
-	// OverflowFail: the runner stops reading input then. It stays closed.
+	// Full is closed when the backend takes no more entries: it reached
+	// its size cap under OverflowFail, or its storage failed (a full
+	// disk). The runner stops reading input then. It stays closed.
 	Full() <-chan struct{}
 }
 

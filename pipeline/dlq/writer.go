@@ -19,6 +19,11 @@ type segInfo struct {
 	path    string
 	size    int64
 	entries int64 // -1 when unknown (left by an earlier run)
+
+	// What the last good sync made durable: a failed write or sync cuts
+	// the open segment back to it, so the entries counted as failed are
+	// not on disk either (no torn last line, no entry both lost and kept).
+	syncedSize, syncedEntries int64
 }
 
 // writer is the state of the one goroutine that writes segments. Nothing
@@ -230,6 +235,8 @@ func (w *writer) sync() error {
 			return w.fail(fmt.Errorf("dlq: sync %s: %w", w.curPath(), err), 0)
 		}
 		w.unsynced = false
+		seg := &w.segs[len(w.segs)-1]
+		seg.syncedSize, seg.syncedEntries = seg.size, seg.entries
 	}
 	if w.pendingN > 0 {
 		f := w.f
@@ -280,9 +287,39 @@ func (w *writer) fail(err error, extra int64) error {
 	w.broken = err
 	w.f.broken.Store(&err)
 	w.f.recordErr(err)
-	w.f.log.Error("dlq: write failed: the DLQ takes no more entries; unsynced ones are counted as failed",
+	w.cutBack()
+	w.f.log.Error("dlq: write failed: the DLQ takes no more entries, input stops; unsynced ones are counted as failed",
 		"dir", w.f.opts.Dir, "failed", lost, "err", err)
+	if !w.full {
+		// Like a DLQ at its cap: stop reading input rather than lose
+		// every record that fails from now on.
+		w.full = true
+		close(w.f.full)
+	}
 	return err
+}
+
+// cutBack truncates the open segment to what the last good sync made
+// durable (best effort: on a full disk truncating frees space, so it
+// works).
+func (w *writer) cutBack() {
+	if w.out == nil {
+		return
+	}
+	seg := &w.segs[len(w.segs)-1]
+	t, ok := w.out.(interface{ Truncate(int64) error })
+	if !ok {
+		return
+	}
+	w.bw.Reset(io.Discard) // what is buffered is counted as failed
+	if err := t.Truncate(seg.syncedSize); err != nil {
+		w.f.log.Error("dlq: cutting a failed segment back to its last sync failed: its last line may be torn",
+			"segment", seg.path, "err", err)
+		return
+	}
+	_ = w.out.Sync()
+	w.total -= seg.size - seg.syncedSize
+	seg.size, seg.entries = seg.syncedSize, seg.syncedEntries
 }
 
 func (w *writer) clearPending() {
