@@ -522,8 +522,9 @@ func (b *Breaker) OutageFor() time.Duration {
 // Attempt allocates nothing).
 func (b *Breaker) setCause(err error) {
 	msg := err.Error()
-	if len(msg) > 200 {
-		msg = strings.ToValidUTF8(msg[:200], "") + "…"
+	if len(msg) > 320 {
+		// The cause is usually at the end ("...: no space left on device").
+		msg = strings.ToValidUTF8(msg[:100]+"…"+msg[len(msg)-200:], "")
 	}
 	b.cause.Store(&retryRejected{cause: msg})
 }

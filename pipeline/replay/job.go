@@ -29,6 +29,7 @@ type job struct {
 	winSink     windows.RowWriter
 	retriers    []*pipeline.Retrier
 	runner      *pipeline.Runner
+	recovered   []RecoveredFile // what the file sinks found left by a dead process
 }
 
 // newJob builds the job; on error it closes what it had opened.
@@ -43,7 +44,12 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 	if err != nil {
 		return nil, err
 	}
-	if j.sinks, j.closeDedupe, err = Sinks(cfg, log); err != nil {
+	built, err := buildSinks(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	j.recovered = recoveredFiles(built)
+	if j.sinks, j.closeDedupe, err = wrapDedupe(cfg, built); err != nil {
 		j.closeDedupe = func() error { return nil }
 		return nil, err
 	}
@@ -149,6 +155,7 @@ func (j *job) report(rep *Report, bytesIn, bytesRead int64, took time.Duration) 
 		rep.DLQDir = j.cfg.DLQ.File.Dir
 	}
 	rep.Sinks = sinkReports(j.runner.SinkStats(), j.retriers)
+	rep.Recovered = j.recovered
 	if j.win != nil {
 		rep.Windows = &WindowsReport{Metrics: len(j.cfg.Windows.Metrics), Sink: winSinkWhere(j.cfg, j.winSink), Snapshot: j.win.Stats.Snapshot()}
 	}

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 		select {
 		case <-backend.Full():
 			dlqFull = true
-			log.Error("DLQ is full (overflow: fail): stopping input; entries in flight are still written")
+			log.Error("DLQ takes no more entries (full, or failing): stopping input; entries in flight are still handled")
 			stopReading()
 		case <-finished:
 		}
@@ -198,6 +198,25 @@ func Sinks(cfg *config.Config, log *slog.Logger) (_ []pipeline.Sink, done func()
 	if err != nil {
 		return nil, nil, err
 	}
+	return wrapDedupe(cfg, out)
+}
+
+// recoveredFiles lists what the file sinks among ss recovered from a dead
+// process (before dedupe wraps them).
+func recoveredFiles(ss []pipeline.Sink) []RecoveredFile {
+	var out []RecoveredFile
+	for _, s := range ss {
+		if f, ok := s.(*sinks.File); ok {
+			for _, r := range f.Recovered() {
+				out = append(out, RecoveredFile{Sink: f.Name(), Recovered: r})
+			}
+		}
+	}
+	return out
+}
+
+// wrapDedupe makes the sinks idempotent when dedupe is on.
+func wrapDedupe(cfg *config.Config, out []pipeline.Sink) (_ []pipeline.Sink, done func() error, _ error) {
 	if !cfg.Dedupe.Enabled {
 		return out, func() error { return nil }, nil
 	}
@@ -237,7 +256,7 @@ func buildSinks(cfg *config.Config, log *slog.Logger) ([]pipeline.Sink, error) {
 	for _, s := range cfg.Sinks {
 		switch s.Type {
 		case "file":
-			f, err := sinks.NewFile(sinks.FileOptions{Name: s.Name, Dir: s.File.Dir, RotateBytes: int64(s.File.RotateBytes)})
+			f, err := sinks.NewFile(sinks.FileOptions{Name: s.Name, Dir: s.File.Dir, RotateBytes: int64(s.File.RotateBytes), Logger: log})
 			if err != nil {
 				return nil, err
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
+	"github.com/tracepipe/tracepipe/sinks"
 )
 
 // Report is the outcome of a replay, printed as a summary and written as
@@ -43,10 +44,21 @@ type Report struct {
 	// Windows is the window stage's outcome; absent without metrics.
 	Windows *WindowsReport `json:"windows,omitempty"`
 
-	DLQFull     bool `json:"dlq_full,omitempty"`    // the run stopped early: DLQ at its cap
+	DLQFull     bool `json:"dlq_full,omitempty"`    // the run stopped early: DLQ at its cap, or failing
 	Interrupted bool `json:"interrupted,omitempty"` // the run stopped early: a signal
 
 	Sources []pipeline.SourceCount `json:"sources"`
+
+	// Recovered lists the unfinished output files a process that died
+	// (kill -9, power loss) had left, which this run found and finished:
+	// cut to their last whole record and renamed so readers see them.
+	Recovered []RecoveredFile `json:"recovered_files,omitempty"`
+}
+
+// RecoveredFile is one unfinished output file a dead process left.
+type RecoveredFile struct {
+	Sink string `json:"sink"`
+	sinks.Recovered
 }
 
 // check reconciles the run: what the DLQ wrote matches what was sent to it,
@@ -106,8 +118,16 @@ func (rep *Report) WriteSummary(w io.Writer) {
 	if rep.DLQEvicted > 0 {
 		fmt.Fprintf(&b, "dlq: %d older entries evicted to stay under max_bytes (overflow: drop_oldest)\n", rep.DLQEvicted)
 	}
+	for _, r := range rep.Recovered {
+		if r.Path == "" {
+			fmt.Fprintf(&b, "recovered: sink %s: removed an empty unfinished file left by a process that died\n", r.Sink)
+			continue
+		}
+		fmt.Fprintf(&b, "recovered: sink %s: %s, left unfinished by a process that died: %d whole records kept, %d torn bytes cut\n",
+			r.Sink, r.Path, r.Records, r.Dropped)
+	}
 	if rep.DLQFull {
-		b.WriteString("stopped early: the DLQ reached max_bytes (overflow: fail); files were not all read\n")
+		b.WriteString("stopped early: the DLQ takes no more entries (max_bytes reached under overflow: fail, or a write failed: see the errors above); files were not all read\n")
 	}
 	if rep.Interrupted {
 		b.WriteString("stopped early: interrupted; everything read was handled\n")
