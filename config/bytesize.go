@@ -58,6 +58,8 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 // String writes the size with the largest binary unit that divides it.
 func (b ByteSize) String() string {
 	switch {
+	case b != 0 && b%(1<<40) == 0:
+		return fmt.Sprintf("%dTiB", b>>40)
 	case b != 0 && b%(1<<30) == 0:
 		return fmt.Sprintf("%dGiB", b>>30)
 	case b != 0 && b%(1<<20) == 0:

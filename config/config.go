@@ -7,9 +7,15 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Default is the shipped config.yaml, embedded so the binary runs with no
@@ -30,6 +36,12 @@ type Config struct {
 	Retry    Retry    `yaml:"retry"`
 	Dedupe   Dedupe   `yaml:"dedupe"`
 	Log      Log      `yaml:"log"`
+
+	// fromEnv maps a key (input.format, sinks[0].type) to the variables
+	// whose values Decode put into it; envValues maps each of those values
+	// to its variable. Neither is ever printed.
+	fromEnv   map[string][]string
+	envValues map[string]string
 }
 
 // Input configures reading files.
@@ -117,7 +129,7 @@ type Kafka struct {
 type SASL struct {
 	Mechanism string `yaml:"mechanism"` // plain | scram-sha-256 | scram-sha-512
 	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	Password  Secret `yaml:"password"`
 }
 
 // KafkaSink produces records to a topic, keyed by trace id.
@@ -299,7 +311,7 @@ type WindowsFile struct {
 type Redis struct {
 	Addr     string        `yaml:"addr"`
 	Username string        `yaml:"username"`
-	Password string        `yaml:"password"`
+	Password Secret        `yaml:"password"`
 	DB       int           `yaml:"db"`
 	TLS      bool          `yaml:"tls"`
 	Timeout  time.Duration `yaml:"timeout"` // dial, read and write
@@ -331,7 +343,10 @@ func (c *Config) applyDefaults() {
 	// Two per CPU: a worker blocked in a sink's write leaves its CPU to
 	// another (file sink +12% on 2 cores, discard unchanged; bench/README.md).
 	setInt(&c.Pipeline.Workers, 2*runtime.GOMAXPROCS(0))
-	setInt(&c.Pipeline.Queue, c.Pipeline.Workers)
+	if c.Pipeline.Queue == 0 {
+		c.Pipeline.Queue = c.Pipeline.Workers
+		c.sameOrigin("pipeline.queue", "pipeline.workers")
+	}
 	setInt(&c.Pipeline.BatchUnits, 512)
 	setSize(&c.Pipeline.BatchBytes, 512<<10)
 	if c.Pipeline.FlushEvery == 0 {
@@ -339,7 +354,10 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
-		setStr(&s.Name, s.Type)
+		if s.Name == "" {
+			s.Name = s.Type
+			c.sameOrigin(fmt.Sprintf("sinks[%d].name", i), fmt.Sprintf("sinks[%d].type", i))
+		}
 		if s.Type == "file" && s.File != nil {
 			setSize(&s.File.RotateBytes, 256<<20)
 		}
@@ -369,82 +387,293 @@ func (c *Config) applyDefaults() {
 }
 
 // Validate checks every value and returns all problems at once, each naming
-// its key.
+// its key. A value that came from ${VAR} is never quoted: the problem names
+// the variable instead.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	oneOf := func(key, v string, allowed ...string) {
-		for _, a := range allowed {
-			if v == a {
-				return
-			}
-		}
-		bad("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
-	}
-	positive := func(key string, v int64) {
-		if v <= 0 {
-			bad("%s: must be positive, got %d", key, v)
-		}
-	}
+	v := &check{c: c}
 
-	oneOf("input.format", c.Input.Format, "auto", "jsonl", "otlp", "zipkin")
-	positive("input.max_line_bytes", int64(c.Input.MaxLineBytes))
-	positive("input.max_document_bytes", int64(c.Input.MaxDocumentBytes))
-	positive("input.concurrency", int64(c.Input.Concurrency))
-	oneOf("parse.invalid_utf8", c.Parse.InvalidUTF8, "reject", "replace")
-	oneOf("parse.missing_trace_id", c.Parse.MissingTraceID, "invalid", "filter", "keep")
-	oneOf("parse.time_unit", c.Parse.TimeUnit, "auto", "s", "ms", "us", "ns")
-	for i, d := range c.Parse.JSONL.Duration {
-		if d.Path == "" {
-			bad("parse.jsonl.duration[%d].path: must be set", i)
-		}
-		oneOf(fmt.Sprintf("parse.jsonl.duration[%d].unit", i), d.Unit, "ns", "us", "ms", "s")
+	v.oneOf("input.format", c.Input.Format, "auto", "jsonl", "otlp", "zipkin")
+	v.positive("input.max_line_bytes", int64(c.Input.MaxLineBytes))
+	atMost(v, "input.max_line_bytes", c.Input.MaxLineBytes, maxLineBytes)
+	v.positive("input.max_document_bytes", int64(c.Input.MaxDocumentBytes))
+	atMost(v, "input.max_document_bytes", c.Input.MaxDocumentBytes, maxDocumentBytes)
+	v.positive("input.concurrency", int64(c.Input.Concurrency))
+	atMost(v, "input.concurrency", c.Input.Concurrency, maxConcurrency)
+	if c.Input.Concurrency <= maxConcurrency && c.Input.MaxDocumentBytes <= maxDocumentBytes {
+		v.product("input: concurrency %v x max_document_bytes %v", "input.concurrency", int64(c.Input.Concurrency),
+			"input.max_document_bytes", c.Input.MaxDocumentBytes, "of documents held at once")
 	}
-	positive("pipeline.workers", int64(c.Pipeline.Workers))
-	positive("pipeline.queue", int64(c.Pipeline.Queue))
-	positive("pipeline.batch_units", int64(c.Pipeline.BatchUnits))
-	positive("pipeline.batch_bytes", int64(c.Pipeline.BatchBytes))
+	v.oneOf("parse.invalid_utf8", c.Parse.InvalidUTF8, "reject", "replace")
+	v.oneOf("parse.missing_trace_id", c.Parse.MissingTraceID, "invalid", "filter", "keep")
+	v.oneOf("parse.time_unit", c.Parse.TimeUnit, "auto", "s", "ms", "us", "ns")
+	c.Parse.JSONL.validate(v)
+	v.positive("pipeline.workers", int64(c.Pipeline.Workers))
+	atMost(v, "pipeline.workers", c.Pipeline.Workers, maxWorkers)
+	v.positive("pipeline.queue", int64(c.Pipeline.Queue))
+	atMost(v, "pipeline.queue", c.Pipeline.Queue, maxQueue)
+	v.positive("pipeline.batch_units", int64(c.Pipeline.BatchUnits))
+	atMost(v, "pipeline.batch_units", c.Pipeline.BatchUnits, maxBatchUnits)
+	v.positive("pipeline.batch_bytes", int64(c.Pipeline.BatchBytes))
+	atMost(v, "pipeline.batch_bytes", c.Pipeline.BatchBytes, maxBatchBytes)
 	if c.Pipeline.FlushEvery < 10*time.Millisecond || c.Pipeline.FlushEvery > time.Hour {
-		bad("pipeline.flush_every: %s is outside 10ms..1h", c.Pipeline.FlushEvery)
+		v.bad("pipeline.flush_every: %s is outside 10ms..1h", v.val("pipeline.flush_every", c.Pipeline.FlushEvery))
 	}
 
 	if len(c.Sinks) == 0 {
-		bad("sinks: at least one sink is needed (use type: discard to throw records away)")
+		v.bad("sinks: at least one sink is needed (use type: discard to throw records away)")
 	}
 	names := map[string]bool{}
 	for i, s := range c.Sinks {
 		key := fmt.Sprintf("sinks[%d]", i)
 		if names[s.Name] {
-			bad("%s.name: %q is used twice", key, s.Name)
+			v.bad("%s.name: %q is used twice", key, v.val(key+".name", s.Name))
 		}
 		names[s.Name] = true
-		s.validate(key, bad, oneOf, positive)
+		s.validate(key, v)
 	}
-	c.Retry.validate("retry", bad, positive)
-	c.Dedupe.validate(bad, oneOf, positive)
+	c.validateInFlight(v)
+	c.Retry.validate("retry", v)
+	c.Dedupe.validate(v)
 
-	oneOf("dlq.type", c.DLQ.Type, "file", "redis", "kafka")
-	c.DLQ.validate(bad, oneOf, positive)
+	v.oneOf("dlq.type", c.DLQ.Type, "file", "redis", "kafka")
+	c.DLQ.validate(v)
 	if c.DLQ.KeepBytes < 0 {
-		bad("dlq.keep_bytes: must not be negative")
+		v.bad("dlq.keep_bytes: must not be negative")
 	}
+	atMost(v, "dlq.keep_bytes", c.DLQ.KeepBytes, maxKeepBytes)
 	if f := c.DLQ.File; f != nil {
 		if f.Dir == "" {
-			bad("dlq.file.dir: must be set")
+			v.bad("dlq.file.dir: must be set")
 		}
-		positive("dlq.file.segment_bytes", int64(f.SegmentBytes))
-		positive("dlq.file.max_bytes", int64(f.MaxBytes))
+		v.positive("dlq.file.segment_bytes", int64(f.SegmentBytes))
+		atMost(v, "dlq.file.segment_bytes", f.SegmentBytes, maxSegmentBytes)
+		v.positive("dlq.file.max_bytes", int64(f.MaxBytes))
+		atMost(v, "dlq.file.max_bytes", f.MaxBytes, maxDLQBytes)
 		if f.MaxBytes < f.SegmentBytes {
-			bad("dlq.file.max_bytes: %s is below segment_bytes %s", f.MaxBytes, f.SegmentBytes)
+			v.bad("dlq.file.max_bytes: %s is below segment_bytes %s", v.val("dlq.file.max_bytes", f.MaxBytes), v.val("dlq.file.segment_bytes", f.SegmentBytes))
 		}
-		oneOf("dlq.file.overflow", f.Overflow, "fail", "drop_oldest")
-		positive("dlq.file.queue", int64(f.Queue))
-		positive("dlq.file.sync_every", int64(f.SyncEvery))
+		v.oneOf("dlq.file.overflow", f.Overflow, "fail", "drop_oldest")
+		v.positive("dlq.file.queue", int64(f.Queue))
+		atMost(v, "dlq.file.queue", f.Queue, maxQueue)
+		v.positive("dlq.file.sync_every", int64(f.SyncEvery))
+		if f.Queue <= maxQueue && c.DLQ.KeepBytes <= maxKeepBytes {
+			v.product("dlq: file.queue %v x keep_bytes %v", "dlq.file.queue", int64(f.Queue),
+				"dlq.keep_bytes", c.DLQ.KeepBytes, "of entries waiting for the writer")
+		}
 	}
-	c.Windows.validate(bad, oneOf, positive)
-	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	oneOf("log.format", c.Log.Format, "text", "json")
-	return errors.Join(errs...)
+	c.Windows.validate(v)
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+	return errors.Join(v.errs...)
+}
+
+// Limits on the knobs that size memory, goroutines or files, so that a typo
+// or a hostile value (workers: 100000000 took 23 GB and the OOM killer) is
+// refused by validate instead of exhausting the host. They are fixed, not
+// relative to this machine, so that a config valid in CI is valid where it
+// runs; each is far above what a knob is useful at.
+const (
+	maxConcurrency   = 256       // input.concurrency: files read at once
+	maxLineBytes     = 256 << 20 // input.max_line_bytes
+	maxDocumentBytes = 1 << 30   // input.max_document_bytes (a document is held whole)
+	maxWorkers       = 1024      // pipeline.workers: goroutines, each with a batch
+	maxQueue         = 65536     // pipeline.queue, sinks[].queue, dlq.file.queue
+	maxBatchUnits    = 1 << 20   // pipeline.batch_units
+	maxBatchBytes    = 256 << 20 // pipeline.batch_bytes
+	maxInFlight      = 8 << 30   // batches or entries held at once x their size
+	maxRotateBytes   = 1 << 40   // sinks[].file.rotate_bytes
+	maxKafkaBatch    = 1 << 20   // sinks[].kafka.batch_size: messages per request
+	maxKafkaBytes    = 256 << 20 // sinks[].kafka.batch_bytes
+	maxAttempts      = 1000      // retry.max_attempts
+	maxDedupeKeys    = 50e6      // dedupe.max_keys (memory store: ~70 bytes a key)
+	maxKeepBytes     = 16 << 20  // dlq.keep_bytes: payload kept per entry
+	maxSegmentBytes  = 4 << 30   // dlq.file.segment_bytes
+	maxDLQBytes      = 1 << 40   // dlq.file.max_bytes
+	maxOpenWindows   = 4096      // windows.max_open_windows
+	maxGroups        = 1 << 20   // windows.max_groups: per metric per window
+	maxPathSegments  = 8         // parse.jsonl paths (the parsers' own limit)
+)
+
+// validateInFlight bounds the memory held by batches: each worker holds
+// one, and the pipeline queue and every sink's retry queue hold more, each
+// up to batch_bytes.
+func (c *Config) validateInFlight(v *check) {
+	p := c.Pipeline
+	if p.Workers > maxWorkers || p.Queue > maxQueue || p.BatchBytes > maxBatchBytes {
+		return // already refused; the product would say it again
+	}
+	n := int64(p.Workers) + int64(p.Queue)
+	queues := int64(0)
+	for _, s := range c.Sinks {
+		if s.Queue > maxQueue {
+			return
+		}
+		queues += int64(s.Queue)
+	}
+	if n+queues <= 0 || p.BatchBytes <= 0 {
+		return
+	}
+	if total := mulSize(n+queues, p.BatchBytes); total > maxInFlight {
+		v.bad("pipeline: (workers %v + queue %v + sinks' queues %d) x batch_bytes %v = %s of batches in flight is above the limit %s",
+			v.val("pipeline.workers", p.Workers), v.val("pipeline.queue", p.Queue), queues,
+			v.val("pipeline.batch_bytes", p.BatchBytes), total, ByteSize(maxInFlight))
+	}
+}
+
+// validate checks the JSON-lines field paths as the parsers will, so that
+// the problem is reported here (with its key, and without a value that came
+// from the environment).
+func (j *JSONLPaths) validate(v *check) {
+	lists := []struct {
+		key   string
+		paths []string
+	}{
+		{"trace_id", j.TraceID}, {"span_id", j.SpanID}, {"parent_id", j.ParentID},
+		{"service", j.Service}, {"name", j.Name}, {"message", j.Message}, {"kind", j.Kind},
+		{"status", j.Status}, {"severity", j.Severity}, {"time", j.Time},
+	}
+	path := func(key, p string) {
+		switch {
+		case p == "":
+			v.bad("%s: empty path", key)
+		case p[0] == '.' || p[len(p)-1] == '.' || strings.Contains(p, ".."):
+			v.bad("%s: path %q has an empty segment", key, v.val(key, p))
+		case strings.Count(p, ".") >= maxPathSegments:
+			v.bad("%s: path %q has more than %d segments", key, v.val(key, p), maxPathSegments)
+		}
+	}
+	for _, l := range lists {
+		for i, p := range l.paths {
+			path(fmt.Sprintf("parse.jsonl.%s[%d]", l.key, i), p)
+		}
+	}
+	for i, d := range j.Duration {
+		key := fmt.Sprintf("parse.jsonl.duration[%d]", i)
+		if d.Path == "" {
+			v.bad("%s.path: must be set", key)
+		} else {
+			path(key+".path", d.Path)
+		}
+		v.oneOf(key+".unit", d.Unit, "ns", "us", "ms", "s")
+	}
+}
+
+// check collects Validate's problems. Every value put in a message goes
+// through val, so that one taken from the environment is never shown.
+type check struct {
+	c    *Config
+	errs []error
+}
+
+func (v *check) bad(format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf(format, args...))
+}
+
+// val is x, the value of key, as a message shows it: x itself, or when it
+// came from ${VAR} (wholly or in part) a placeholder naming the variable.
+func (v *check) val(key string, x any) any {
+	if vars := v.c.fromEnv[key]; len(vars) > 0 {
+		return hidden(vars)
+	}
+	return x
+}
+
+// hidden stands for a value from the environment, whatever the verb.
+type hidden []string
+
+func (h hidden) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "the value of ${%s} (not shown)", strings.Join(h, "}${"))
+}
+
+func (v *check) oneOf(key, s string, allowed ...string) {
+	if slices.Contains(allowed, s) {
+		return
+	}
+	v.bad("%s: %q is not one of %s", key, v.val(key, s), strings.Join(allowed, ", "))
+}
+
+func (v *check) positive(key string, n int64) {
+	if n <= 0 {
+		v.bad("%s: must be positive, got %d", key, v.val(key, n))
+	}
+}
+
+// atMost refuses a value above its limit.
+func atMost[T ~int | ~int64](v *check, key string, x, limit T) {
+	if x > limit {
+		v.bad("%s: %v is above the limit %v", key, v.val(key, x), limit)
+	}
+}
+
+// product refuses a count x size above maxInFlight; format names the two
+// operands (two %v).
+func (v *check) product(format, countKey string, count int64, sizeKey string, size ByteSize, what string) {
+	if count <= 0 || size <= 0 {
+		return
+	}
+	if total := mulSize(count, size); total > maxInFlight {
+		v.bad(format+" = %s %s is above the limit %s", v.val(countKey, count), v.val(sizeKey, size), total, what, ByteSize(maxInFlight))
+	}
+}
+
+// mulSize is n x size, saturated rather than overflowing.
+func mulSize(n int64, size ByteSize) ByteSize {
+	if n > 0 && int64(size) > math.MaxInt64/n {
+		return math.MaxInt64
+	}
+	return ByteSize(n * int64(size))
+}
+
+// FromEnv returns the variables whose values went into key (a path as
+// errors name it: input.format, sinks[0].type), none when the value is the
+// file's own text.
+func (c *Config) FromEnv(key string) []string { return slices.Clone(c.fromEnv[key]) }
+
+// HideExpanded replaces in s every value that was taken from the
+// environment by the ${VAR} it came from: quoted ("value") anywhere, bare
+// where it is not part of a longer word. It is for messages from other
+// packages that may quote a config value; Validate never needs it.
+func (c *Config) HideExpanded(s string) string {
+	values := slices.Collect(maps.Keys(c.envValues))
+	slices.SortFunc(values, func(a, b string) int { return len(b) - len(a) }) // longest first
+	for _, v := range values {
+		ref := "${" + c.envValues[v] + "}"
+		s = strings.ReplaceAll(s, strconv.Quote(v), ref)
+		s = replaceWord(s, v, ref)
+	}
+	return s
+}
+
+// replaceWord replaces old in s where no letter, digit or '_' touches it.
+func replaceWord(s, old, repl string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, old)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(old)
+		before, _ := utf8.DecodeLastRuneInString(s[:i])
+		after, _ := utf8.DecodeRuneInString(s[end:])
+		if isWordRune(before) || isWordRune(after) {
+			b.WriteString(s[:end])
+		} else {
+			b.WriteString(s[:i])
+			b.WriteString(repl)
+		}
+		s = s[end:]
+	}
+}
+
+func isWordRune(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+// sameOrigin marks key as holding the value of from (a default copied from
+// another key), so that it is hidden as that one is.
+func (c *Config) sameOrigin(key, from string) {
+	if vars := c.fromEnv[from]; len(vars) > 0 {
+		c.fromEnv[key] = vars
+	}
 }
 
 func setStr(p *string, v string) {

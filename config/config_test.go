@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -136,6 +137,9 @@ func TestByteSize(t *testing.T) {
 	if s := ByteSize(64 << 20).String(); s != "64MiB" {
 		t.Fatalf("String = %q", s)
 	}
+	if s := ByteSize(2 << 40).String(); s != "2TiB" {
+		t.Fatalf("String = %q", s)
+	}
 }
 
 // FuzzDecode: any bytes give a config or an error, never a panic, and a
@@ -153,4 +157,166 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExpandedValuesAreNamedNotQuoted: a value from ${VAR} that fails
+// validation (a secret put in the wrong key, say) is reported with its key
+// and its variable, never its text, wherever it lands: directly, through a
+// default copied from another key, through an alias, in a list.
+func TestExpandedValuesAreNamedNotQuoted(t *testing.T) {
+	const secret = "hunter2..S3cr3t!pw"
+	vars := env(map[string]string{"SECRET": secret, "W": "100000000", "FMT": "jsonl"})
+	cases := []struct {
+		yaml string
+		want []string
+	}{
+		{"sinks: [{type: discard}]\ninput: {format: \"${SECRET}\"}\n",
+			[]string{"input.format: the value of ${SECRET} (not shown) is not one of auto, jsonl, otlp, zipkin"}},
+		{"sinks: [{type: \"${SECRET}\"}]\n",
+			[]string{"sinks[0].type: the value of ${SECRET} (not shown) is not one of", "sinks[0].name: the value of ${SECRET} (not shown) must be"}},
+		{"sinks: [{type: discard, name: \"x-${SECRET}\"}, {type: discard, name: \"x-${SECRET}\"}]\n",
+			[]string{"sinks[1].name: the value of ${SECRET} (not shown) is used twice"}},
+		{"sinks: [{type: discard}]\ndlq: {file: {overflow: \"${SECRET}\"}}\n",
+			[]string{"dlq.file.overflow: the value of ${SECRET} (not shown)"}},
+		{"sinks: [{type: discard}]\nparse: {jsonl: {trace_id: [a, \"${SECRET}\"]}}\n",
+			[]string{"parse.jsonl.trace_id[1]: path the value of ${SECRET} (not shown) has an empty segment"}},
+		{"sinks: [{type: discard}]\nretry: {codes: {\"500\": \"${SECRET}\"}}\n",
+			[]string{"retry.codes.500: the value of ${SECRET} (not shown) is not one of retry, permanent"}},
+		{"sinks: [{type: discard}]\nwindows: {metrics: [{name: m, count: \"${SECRET}\", group_by: [\"${SECRET}\"]}]}\n",
+			[]string{"windows.metrics[0].count: the value of ${SECRET} (not shown)", "windows.metrics[0].group_by[0]: the value of ${SECRET}"}},
+		{"x: &s \"${SECRET}\"\n", nil}, // an unknown key: refused before any value is looked at
+		{"sinks: [{type: discard}]\nparse: {time_unit: &s \"${SECRET}\", invalid_utf8: *s}\n",
+			[]string{"parse.time_unit: the value of ${SECRET}", "parse.invalid_utf8: the value of ${SECRET}"}},
+		{"sinks: [{type: discard}]\ninput: {format: \"${FMT}-${SECRET}\"}\n",
+			[]string{"input.format: the value of ${FMT}${SECRET} (not shown)"}},
+		// A type error on an expanded line.
+		{"sinks: [{type: discard}]\npipeline:\n  workers: ${SECRET}\n", []string{"c.yaml:3: the value expanded from the environment has the wrong type"}},
+		// A number from the environment above its limit, and the queue that
+		// defaults to it.
+		{"sinks: [{type: discard}]\npipeline: {workers: \"${W}\"}\n",
+			[]string{"pipeline.workers: the value of ${W} (not shown) is above the limit 1024", "pipeline.queue: the value of ${W} (not shown) is above the limit 65536"}},
+	}
+	for _, c := range cases {
+		_, err := Decode([]byte(c.yaml), "c.yaml", vars)
+		if err == nil {
+			t.Fatalf("no error for %q", c.yaml)
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "S3cr3t") || strings.Contains(err.Error(), "100000000") {
+			t.Fatalf("%q: the value leaked: %v", c.yaml, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error\n%v\ndoes not contain %q", c.yaml, err, w)
+			}
+		}
+	}
+	// A value from a ${VAR:-default} left to its default is the file's own
+	// text, and is shown.
+	_, err := Decode([]byte("sinks: [{type: discard}]\ninput: {format: \"${NOPE:-xml}\"}\n"), "c.yaml", vars)
+	if err == nil || !strings.Contains(err.Error(), `input.format: "xml" is not one of`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHideExpanded(t *testing.T) {
+	cfg, err := Decode([]byte("sinks: [{type: file, file: {dir: \"${DIR}\"}}]\ndlq: {file: {dir: \"${T}/dlq\"}}\n"), "c.yaml",
+		env(map[string]string{"DIR": "/srv/s3cr3t\tdir", "T": "tmp"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.FromEnv("sinks[0].file.dir"); len(got) != 1 || got[0] != "DIR" {
+		t.Fatalf("FromEnv = %v", got)
+	}
+	if got := cfg.FromEnv("dlq.file.segment_bytes"); got != nil {
+		t.Fatalf("FromEnv = %v", got)
+	}
+	for in, want := range map[string]string{
+		`open "/srv/s3cr3t\tdir": denied`:       `open ${DIR}: denied`,
+		"open /srv/s3cr3t\tdir/x: denied":       "open ${DIR}/x: denied",
+		"tmp/dlq: full; attempt tmpfs; tmp2":    "${T}/dlq: full; attempt tmpfs; tmp2",
+		"nothing to hide in template temp tmp_": "nothing to hide in template temp tmp_",
+	} {
+		if got := cfg.HideExpanded(in); got != want {
+			t.Errorf("HideExpanded(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestLimits: every knob that sizes memory, goroutines or files is refused
+// above its limit, naming the key, the value and the limit; at the limit it
+// is accepted.
+func TestLimits(t *testing.T) {
+	const base = "sinks: [{type: discard}]\n"
+	cases := []struct {
+		name, ok, bad, want string
+	}{
+		{"workers", "pipeline: {workers: 1024, batch_bytes: 1MiB}", "pipeline: {workers: 100000000}", "pipeline.workers: 100000000 is above the limit 1024"},
+		{"queue", "pipeline: {queue: 65536, batch_bytes: 64KiB}", "pipeline: {queue: 65537}", "pipeline.queue: 65537 is above the limit 65536"},
+		{"batch_units", "pipeline: {batch_units: 1048576}", "pipeline: {batch_units: 1048577}", "pipeline.batch_units: 1048577 is above the limit 1048576"},
+		{"batch_bytes", "pipeline: {batch_bytes: 256MiB, workers: 2, queue: 2}\nsinks: [{type: discard, queue: 1}]", "pipeline: {batch_bytes: 257MiB}", "pipeline.batch_bytes: 257MiB is above the limit 256MiB"},
+		{"in flight", "pipeline: {workers: 32, queue: 32, batch_bytes: 64MiB}\nsinks: [{type: discard, queue: 64}]",
+			"pipeline: {workers: 64, queue: 64, batch_bytes: 64MiB}\nsinks: [{type: discard, queue: 64}]",
+			"pipeline: (workers 64 + queue 64 + sinks' queues 64) x batch_bytes 64MiB = 12GiB of batches in flight is above the limit 8GiB"},
+		{"max_line_bytes", "input: {max_line_bytes: 256MiB}", "input: {max_line_bytes: 1GiB}", "input.max_line_bytes: 1GiB is above the limit 256MiB"},
+		{"max_document_bytes", "input: {max_document_bytes: 1GiB}", "input: {max_document_bytes: 2GiB}", "input.max_document_bytes: 2GiB is above the limit 1GiB"},
+		{"concurrency", "input: {concurrency: 8, max_document_bytes: 1GiB}", "input: {concurrency: 257}", "input.concurrency: 257 is above the limit 256"},
+		{"documents at once", "input: {concurrency: 8, max_document_bytes: 1GiB}", "input: {concurrency: 9, max_document_bytes: 1GiB}",
+			"input: concurrency 9 x max_document_bytes 1GiB = 9GiB of documents held at once is above the limit 8GiB"},
+		{"sink queue", "sinks: [{type: discard, queue: 65536}]\npipeline: {batch_bytes: 64KiB}", "sinks: [{type: discard, queue: 65537}]", "sinks[0].queue: 65537 is above the limit 65536"},
+		{"rotate_bytes", "sinks: [{type: file, file: {dir: d, rotate_bytes: 1TiB}}]", "sinks: [{type: file, file: {dir: d, rotate_bytes: 2TiB}}]", "sinks[0].file.rotate_bytes: 2TiB is above the limit 1TiB"},
+		{"kafka batch_size", "sinks: [{type: kafka, kafka: {brokers: [b], topic: t, batch_size: 1048576}}]", "sinks: [{type: kafka, kafka: {brokers: [b], topic: t, batch_size: 2000000}}]",
+			"sinks[0].kafka.batch_size: 2000000 is above the limit 1048576"},
+		{"kafka batch_bytes", "sinks: [{type: kafka, kafka: {brokers: [b], topic: t, batch_bytes: 256MiB}}]", "sinks: [{type: kafka, kafka: {brokers: [b], topic: t, batch_bytes: 1GiB}}]",
+			"sinks[0].kafka.batch_bytes: 1GiB is above the limit 256MiB"},
+		{"max_attempts", "retry: {max_attempts: 1000}", "retry: {max_attempts: 1001}", "retry.max_attempts: 1001 is above the limit 1000"},
+		{"sink max_attempts", "sinks: [{type: discard, retry: {max_attempts: 1000}}]", "sinks: [{type: discard, retry: {max_attempts: 5000}}]", "sinks[0].retry.max_attempts: 5000 is above the limit 1000"},
+		{"dedupe max_keys", "dedupe: {max_keys: 50000000}", "dedupe: {max_keys: 50000001}", "dedupe.max_keys: 50000001 is above the limit 50000000"},
+		{"keep_bytes", "dlq: {keep_bytes: 16MiB, file: {queue: 512}}", "dlq: {keep_bytes: 17MiB}", "dlq.keep_bytes: 17MiB is above the limit 16MiB"},
+		{"dlq queue", "dlq: {file: {queue: 65536}}", "dlq: {file: {queue: 65537}}", "dlq.file.queue: 65537 is above the limit 65536"},
+		{"dlq entries waiting", "dlq: {keep_bytes: 16MiB, file: {queue: 512}}", "dlq: {keep_bytes: 16MiB, file: {queue: 1024}}",
+			"dlq: file.queue 1024 x keep_bytes 16MiB = 16GiB of entries waiting for the writer is above the limit 8GiB"},
+		{"segment_bytes", "dlq: {file: {segment_bytes: 4GiB, max_bytes: 4GiB}}", "dlq: {file: {segment_bytes: 5GiB, max_bytes: 5GiB}}", "dlq.file.segment_bytes: 5GiB is above the limit 4GiB"},
+		{"dlq max_bytes", "dlq: {file: {max_bytes: 1TiB}}", "dlq: {file: {max_bytes: 2TiB}}", "dlq.file.max_bytes: 2TiB is above the limit 1TiB"},
+		{"max_open_windows", "windows: {max_open_windows: 4096}", "windows: {max_open_windows: 4097}", "windows.max_open_windows: 4097 is above the limit 4096"},
+		{"max_groups", "windows: {max_groups: 1048576}", "windows: {max_groups: 10000000}", "windows.max_groups: 10000000 is above the limit 1048576"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ok, bad := c.ok, c.bad
+			if !strings.HasPrefix(ok, "sinks:") && !strings.Contains(ok, "\nsinks:") {
+				ok = base + ok
+			}
+			if !strings.HasPrefix(bad, "sinks:") && !strings.Contains(bad, "\nsinks:") {
+				bad = base + bad
+			}
+			if _, err := Decode([]byte(ok+"\n"), "c.yaml", env(nil)); err != nil {
+				t.Fatalf("at the limit, refused: %v", err)
+			}
+			_, err := Decode([]byte(bad+"\n"), "c.yaml", env(nil))
+			if err == nil || !strings.Contains(err.Error(), "c.yaml: "+c.want) {
+				t.Fatalf("error %v\nwant %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestSinkNames(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"records": true, "a": true, "K1_kafka.eu-west": true, "9": true, strings.Repeat("x", 64): true,
+		strings.Repeat("x", 65): false, "a,b": false, "-x": false, ".x": false, "_x": false, "a b": false,
+		"a:b": false, "a/b": false, "é": false, "a\n": false,
+	} {
+		y := fmt.Sprintf("sinks: [{type: discard, name: %q}]\n", name)
+		_, err := Decode([]byte(y), "c.yaml", env(nil))
+		if ok != (err == nil) {
+			t.Errorf("name %q: err = %v", name, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "sinks[0].name: ")) {
+			t.Errorf("name %q: err = %v", name, err)
+		}
+	}
+	// The default name, the type, is valid.
+	if _, err := Decode([]byte("sinks: [{type: redis_stream, redis_stream: {}}]\n"), "c.yaml", env(nil)); err != nil {
+		t.Fatal(err)
+	}
 }

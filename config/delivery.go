@@ -1,7 +1,9 @@
 package config
 
 import (
-	"fmt"
+	"maps"
+	"regexp"
+	"slices"
 	"time"
 )
 
@@ -120,15 +122,16 @@ func (d *Dedupe) applyDefaults() {
 	}
 }
 
-func (d *Dedupe) validate(bad func(string, ...any), oneOf func(string, string, ...string), positive func(string, int64)) {
-	positive("dedupe.ttl", int64(d.TTL))
-	oneOf("dedupe.store", d.Store, "memory", "redis")
-	positive("dedupe.max_keys", int64(d.MaxKeys))
+func (d *Dedupe) validate(v *check) {
+	v.positive("dedupe.ttl", int64(d.TTL))
+	v.oneOf("dedupe.store", d.Store, "memory", "redis")
+	v.positive("dedupe.max_keys", int64(d.MaxKeys))
+	atMost(v, "dedupe.max_keys", d.MaxKeys, maxDedupeKeys)
 	if d.Store == "redis" && d.Redis != nil {
-		d.Redis.Redis.validate("dedupe.redis", bad, positive)
+		d.Redis.Redis.validate("dedupe.redis", v)
 	}
 	if d.Store != "redis" && d.Redis != nil {
-		bad("dedupe.redis: only for store redis")
+		v.bad("dedupe.redis: only for store redis")
 	}
 }
 
@@ -148,163 +151,178 @@ func (d *DLQ) applyDefaults() {
 	setStr(&d.Redact.Mode, "remove")
 }
 
-func (s *Sink) validate(key string, bad func(string, ...any), oneOf func(string, string, ...string), positive func(string, int64)) {
+// sinkName is what a sink may be called: its name goes into file names,
+// metric labels and the DLQ entries' list of sinks (comma separated in
+// Kafka headers and Redis fields).
+var sinkName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func (s *Sink) validate(key string, v *check) {
 	blocks := map[string]bool{"file": s.File != nil, "kafka": s.Kafka != nil, "redis_stream": s.RedisStream != nil}
-	for name, set := range blocks {
-		if set && name != s.Type {
-			bad("%s.%s: only for type %s", key, name, name)
+	for _, name := range []string{"file", "kafka", "redis_stream"} {
+		if blocks[name] && name != s.Type {
+			v.bad("%s.%s: only for type %s", key, name, name)
 		}
 	}
-	positive(key+".queue", int64(s.Queue))
+	if !sinkName.MatchString(s.Name) {
+		v.bad("%s.name: %q must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", key, v.val(key+".name", s.Name))
+	}
+	v.positive(key+".queue", int64(s.Queue))
+	atMost(v, key+".queue", s.Queue, maxQueue)
 	switch s.Type {
 	case "file":
 		if s.File == nil || s.File.Dir == "" {
-			bad("%s.file.dir: must be set for a file sink", key)
+			v.bad("%s.file.dir: must be set for a file sink", key)
 		} else {
-			positive(key+".file.rotate_bytes", int64(s.File.RotateBytes))
+			v.positive(key+".file.rotate_bytes", int64(s.File.RotateBytes))
+			atMost(v, key+".file.rotate_bytes", s.File.RotateBytes, maxRotateBytes)
 		}
 	case "discard":
 	case "kafka":
 		if s.Kafka == nil {
-			bad("%s.kafka: must be set for a kafka sink", key)
+			v.bad("%s.kafka: must be set for a kafka sink", key)
 			break
 		}
-		s.Kafka.Kafka.validate(key+".kafka", bad, oneOf, positive)
+		s.Kafka.Kafka.validate(key+".kafka", v)
 		if s.Kafka.Topic == "" {
-			bad("%s.kafka.topic: must be set", key)
+			v.bad("%s.kafka.topic: must be set", key)
 		}
-		oneOf(key+".kafka.compression", s.Kafka.Compression, "none", "gzip", "snappy", "lz4", "zstd")
-		oneOf(key+".kafka.required_acks", s.Kafka.RequiredAcks, "all", "one", "none")
-		positive(key+".kafka.batch_size", int64(s.Kafka.BatchSize))
-		positive(key+".kafka.batch_bytes", int64(s.Kafka.BatchBytes))
+		v.oneOf(key+".kafka.compression", s.Kafka.Compression, "none", "gzip", "snappy", "lz4", "zstd")
+		v.oneOf(key+".kafka.required_acks", s.Kafka.RequiredAcks, "all", "one", "none")
+		v.positive(key+".kafka.batch_size", int64(s.Kafka.BatchSize))
+		atMost(v, key+".kafka.batch_size", s.Kafka.BatchSize, maxKafkaBatch)
+		v.positive(key+".kafka.batch_bytes", int64(s.Kafka.BatchBytes))
+		atMost(v, key+".kafka.batch_bytes", s.Kafka.BatchBytes, maxKafkaBytes)
 		if s.Kafka.Linger < 0 {
-			bad("%s.kafka.linger: must not be negative", key)
+			v.bad("%s.kafka.linger: must not be negative", key)
 		}
 	case "redis_stream":
 		if s.RedisStream == nil {
-			bad("%s.redis_stream: must be set for a redis_stream sink", key)
+			v.bad("%s.redis_stream: must be set for a redis_stream sink", key)
 			break
 		}
-		s.RedisStream.Redis.validate(key+".redis_stream", bad, positive)
+		s.RedisStream.Redis.validate(key+".redis_stream", v)
 		if s.RedisStream.Stream == "" {
-			bad("%s.redis_stream.stream: must be set", key)
+			v.bad("%s.redis_stream.stream: must be set", key)
 		}
 		if s.RedisStream.MaxLen < 0 {
-			bad("%s.redis_stream.maxlen: must not be negative", key)
+			v.bad("%s.redis_stream.maxlen: must not be negative", key)
 		}
 	default:
-		bad("%s.type: %q is not one of file, discard, kafka, redis_stream", key, s.Type)
+		v.bad("%s.type: %q is not one of file, discard, kafka, redis_stream", key, v.val(key+".type", s.Type))
 	}
 	if s.Retry != nil {
-		s.Retry.validateOverride(key+".retry", bad)
+		s.Retry.validateOverride(key+".retry", v)
 	}
 }
 
-func (k *Kafka) validate(key string, bad func(string, ...any), oneOf func(string, string, ...string), positive func(string, int64)) {
+func (k *Kafka) validate(key string, v *check) {
 	if len(k.Brokers) == 0 {
-		bad("%s.brokers: at least one broker is needed", key)
+		v.bad("%s.brokers: at least one broker is needed", key)
 	}
 	for i, b := range k.Brokers {
 		if b == "" {
-			bad("%s.brokers[%d]: empty", key, i)
+			v.bad("%s.brokers[%d]: empty", key, i)
 		}
 	}
-	positive(key+".timeout", int64(k.Timeout))
+	v.positive(key+".timeout", int64(k.Timeout))
 	if a := k.SASL; a != nil {
-		oneOf(key+".sasl.mechanism", a.Mechanism, "plain", "scram-sha-256", "scram-sha-512")
+		v.oneOf(key+".sasl.mechanism", a.Mechanism, "plain", "scram-sha-256", "scram-sha-512")
 		if a.Username == "" {
-			bad("%s.sasl.username: must be set", key)
+			v.bad("%s.sasl.username: must be set", key)
 		}
 	}
 }
 
-func (r *Retry) validate(key string, bad func(string, ...any), positive func(string, int64)) {
-	positive(key+".initial", int64(r.Initial))
+func (r *Retry) validate(key string, v *check) {
+	v.positive(key+".initial", int64(r.Initial))
 	if r.Multiplier < 1 {
-		bad("%s.multiplier: %g must be at least 1", key, r.Multiplier)
+		v.bad("%s.multiplier: %g must be at least 1", key, v.val(key+".multiplier", r.Multiplier))
 	}
 	if r.MaxInterval < r.Initial {
-		bad("%s.max_interval: %s is below initial %s", key, r.MaxInterval, r.Initial)
+		v.bad("%s.max_interval: %s is below initial %s", key, v.val(key+".max_interval", r.MaxInterval), v.val(key+".initial", r.Initial))
 	}
-	positive(key+".max_attempts", int64(r.MaxAttempts))
-	positive(key+".max_elapsed", int64(r.MaxElapsed))
+	v.positive(key+".max_attempts", int64(r.MaxAttempts))
+	atMost(v, key+".max_attempts", r.MaxAttempts, maxAttempts)
+	v.positive(key+".max_elapsed", int64(r.MaxElapsed))
 	if r.Budget.Ratio < 0 || r.Budget.Ratio > 1 {
-		bad("%s.budget.ratio: %g is outside 0..1", key, r.Budget.Ratio)
+		v.bad("%s.budget.ratio: %g is outside 0..1", key, v.val(key+".budget.ratio", r.Budget.Ratio))
 	}
 	if r.Budget.MinPerSecond < 0 {
-		bad("%s.budget.min_per_second: must not be negative", key)
+		v.bad("%s.budget.min_per_second: must not be negative", key)
 	}
-	positive(key+".breaker.failures", int64(r.Breaker.Failures))
-	positive(key+".breaker.open_for", int64(r.Breaker.OpenFor))
-	r.validateCodes(key, bad)
+	v.positive(key+".breaker.failures", int64(r.Breaker.Failures))
+	v.positive(key+".breaker.open_for", int64(r.Breaker.OpenFor))
+	r.validateCodes(key, v)
 }
 
 // validateOverride checks a sink's retry block: unset fields are taken
 // from the top level, set ones must be valid.
-func (r *Retry) validateOverride(key string, bad func(string, ...any)) {
-	neg := func(k string, v int64) {
-		if v < 0 {
-			bad("%s.%s: must not be negative", key, k)
+func (r *Retry) validateOverride(key string, v *check) {
+	neg := func(k string, n int64) {
+		if n < 0 {
+			v.bad("%s.%s: must not be negative", key, k)
 		}
 	}
 	neg("initial", int64(r.Initial))
 	neg("max_interval", int64(r.MaxInterval))
 	neg("max_attempts", int64(r.MaxAttempts))
+	atMost(v, key+".max_attempts", r.MaxAttempts, maxAttempts)
 	neg("max_elapsed", int64(r.MaxElapsed))
 	neg("breaker.failures", int64(r.Breaker.Failures))
 	neg("breaker.open_for", int64(r.Breaker.OpenFor))
 	if r.Multiplier != 0 && r.Multiplier < 1 {
-		bad("%s.multiplier: %g must be at least 1", key, r.Multiplier)
+		v.bad("%s.multiplier: %g must be at least 1", key, v.val(key+".multiplier", r.Multiplier))
 	}
 	if r.Budget.Ratio < 0 || r.Budget.Ratio > 1 {
-		bad("%s.budget.ratio: %g is outside 0..1", key, r.Budget.Ratio)
+		v.bad("%s.budget.ratio: %g is outside 0..1", key, v.val(key+".budget.ratio", r.Budget.Ratio))
 	}
-	r.validateCodes(key, bad)
+	r.validateCodes(key, v)
 }
 
-func (r *Retry) validateCodes(key string, bad func(string, ...any)) {
-	for code, d := range r.Codes {
-		if d != "retry" && d != "permanent" {
-			bad("%s.codes.%s: %q is not one of retry, permanent", key, code, d)
+func (r *Retry) validateCodes(key string, v *check) {
+	for _, code := range slices.Sorted(maps.Keys(r.Codes)) {
+		if d := r.Codes[code]; d != "retry" && d != "permanent" {
+			k := key + ".codes." + code
+			v.bad("%s: %q is not one of retry, permanent", k, v.val(k, d))
 		}
 	}
 }
 
-func (d *DLQ) validate(bad func(string, ...any), oneOf func(string, string, ...string), positive func(string, int64)) {
+func (d *DLQ) validate(v *check) {
 	switch d.Type {
 	case "redis":
 		if d.Redis == nil {
-			bad("dlq.redis: must be set for type redis")
+			v.bad("dlq.redis: must be set for type redis")
 			break
 		}
-		d.Redis.Redis.validate("dlq.redis", bad, positive)
+		d.Redis.Redis.validate("dlq.redis", v)
 		if d.Redis.Stream == "" {
-			bad("dlq.redis.stream: must be set")
+			v.bad("dlq.redis.stream: must be set")
 		}
-		positive("dlq.redis.maxlen", d.Redis.MaxLen)
+		v.positive("dlq.redis.maxlen", d.Redis.MaxLen)
 		if d.Redis.Group == "" {
-			bad("dlq.redis.group: must be set")
+			v.bad("dlq.redis.group: must be set")
 		}
 	case "kafka":
 		if d.Kafka == nil {
-			bad("dlq.kafka: must be set for type kafka")
+			v.bad("dlq.kafka: must be set for type kafka")
 			break
 		}
-		d.Kafka.Kafka.validate("dlq.kafka", bad, oneOf, positive)
+		d.Kafka.Kafka.validate("dlq.kafka", v)
 		if d.Kafka.Topic == "" {
-			bad("dlq.kafka.topic: must be set")
+			v.bad("dlq.kafka.topic: must be set")
 		}
 	}
 	if d.Type != "redis" && d.Redis != nil {
-		bad("dlq.redis: only for type redis")
+		v.bad("dlq.redis: only for type redis")
 	}
 	if d.Type != "kafka" && d.Kafka != nil {
-		bad("dlq.kafka: only for type kafka")
+		v.bad("dlq.kafka: only for type kafka")
 	}
-	oneOf("dlq.redact.mode", d.Redact.Mode, "remove", "hash")
+	v.oneOf("dlq.redact.mode", d.Redact.Mode, "remove", "hash")
 	for i, f := range d.Redact.Fields {
 		if f == "" {
-			bad("%s: empty field", fmt.Sprintf("dlq.redact.fields[%d]", i))
+			v.bad("dlq.redact.fields[%d]: empty field", i)
 		}
 	}
 }

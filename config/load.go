@@ -41,15 +41,17 @@ func Decode(data []byte, name string, lookup func(string) (string, bool)) (*Conf
 	doc := root.Content[0]
 
 	var errs []error
-	expanded := map[int]bool{} // lines holding an expanded value
-	expandNode(doc, lookup, expanded, &errs)
+	x := &expansion{lookup: lookup, lines: map[int]bool{}, env: map[string][]string{}, values: map[string]string{}, vars: map[*yaml.Node][]string{}}
+	x.node(doc, "")
+	errs = append(errs, x.errs...)
 	checkKeys(doc, reflect.TypeFor[Config](), "", &errs)
 	if len(errs) > 0 {
 		return nil, wrap(name, errors.Join(errs...))
 	}
 	if err := doc.Decode(cfg); err != nil {
-		return nil, wrap(name, redactTypeError(err, expanded))
+		return nil, wrap(name, redactTypeError(err, x.lines))
 	}
+	cfg.fromEnv, cfg.envValues = x.env, x.values
 	cfg.applyDefaults()
 	return cfg, wrap(name, cfg.Validate())
 }
@@ -84,9 +86,21 @@ func wrap(name string, err error) error {
 // varRef matches $${...} (an escaped literal), ${NAME} and ${NAME:-default}.
 var varRef = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
-// expandNode replaces ${VAR} and ${VAR:-default} in every scalar value (never
-// in keys), recording the lines it touched so errors there can be redacted.
-func expandNode(n *yaml.Node, lookup func(string) (string, bool), lines map[int]bool, errs *[]error) {
+// expansion replaces ${VAR} and ${VAR:-default} in every scalar value
+// (never in keys). It records the lines it touched, so that decoding errors
+// there can be redacted, and, per key (input.format, sinks[0].type), the
+// variables whose values went into it, so that Validate names the variable
+// instead of quoting the value.
+type expansion struct {
+	lookup func(string) (string, bool)
+	lines  map[int]bool        // lines holding a ${...}
+	env    map[string][]string // key -> variables taken from the environment
+	values map[string]string   // value taken from the environment -> its variable
+	vars   map[*yaml.Node][]string
+	errs   []error
+}
+
+func (x *expansion) node(n *yaml.Node, path string) {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "${") {
@@ -97,27 +111,88 @@ func expandNode(n *yaml.Node, lookup func(string) (string, bool), lines map[int]
 				return "${"
 			}
 			m := varRef.FindStringSubmatch(ref)
-			lines[n.Line] = true
-			if v, ok := lookup(m[1]); ok && v != "" {
+			x.lines[n.Line] = true
+			if v, ok := x.lookup(m[1]); ok && v != "" {
+				if !slices.Contains(x.vars[n], m[1]) {
+					x.vars[n] = append(x.vars[n], m[1])
+				}
+				x.values[v] = m[1]
 				return v
 			}
 			if m[2] != "" {
-				return m[3]
+				return m[3] // the default is the file's own text
 			}
-			*errs = append(*errs, fmt.Errorf("line %d: environment variable %s is not set (write ${%s:-default} for a default)", n.Line, m[1], m[1]))
+			x.errs = append(x.errs, fmt.Errorf("line %d: environment variable %s is not set (write ${%s:-default} for a default)", n.Line, m[1], m[1]))
 			return ""
 		})
-		if n.Tag == "!!str" && lines[n.Line] {
+		if n.Tag == "!!str" && x.lines[n.Line] {
 			n.Tag = "" // let the expanded text resolve to its own type (a port number, say)
 			n.Style = 0
 		}
+		x.record(n, path)
 	case yaml.MappingNode:
 		for i := 1; i < len(n.Content); i += 2 {
-			expandNode(n.Content[i], lookup, lines, errs)
+			if isMerge(n.Content[i-1]) && n.Content[i].Kind == yaml.SequenceNode {
+				for _, c := range n.Content[i].Content { // <<: [*a, *b]
+					x.node(c, path)
+				}
+				continue
+			}
+			x.node(n.Content[i], x.keyPath(path, n.Content[i-1]))
 		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			x.node(c, fmt.Sprintf("%s[%d]", path, i))
+		}
+	case yaml.AliasNode:
+		x.record(n.Alias, path) // expanded where its anchor is
 	default:
 		for _, c := range n.Content {
-			expandNode(c, lookup, lines, errs)
+			x.node(c, path)
+		}
+	}
+}
+
+// keyPath is the path of the value of key k in the mapping at path; the
+// fields merged by "<<: *anchor" belong to the mapping itself.
+func (x *expansion) keyPath(path string, k *yaml.Node) string {
+	if isMerge(k) {
+		return path
+	}
+	return join(path, k.Value)
+}
+
+func isMerge(k *yaml.Node) bool { return k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" }
+
+// record notes, under path, the variables of the already expanded n and of
+// what it holds (n may be reached again through an alias).
+func (x *expansion) record(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		for _, v := range x.vars[n] {
+			if !slices.Contains(x.env[path], v) {
+				x.env[path] = append(x.env[path], v)
+			}
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			if isMerge(n.Content[i-1]) && n.Content[i].Kind == yaml.SequenceNode {
+				for _, c := range n.Content[i].Content {
+					x.record(c, path)
+				}
+				continue
+			}
+			x.record(n.Content[i], x.keyPath(path, n.Content[i-1]))
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			x.record(c, fmt.Sprintf("%s[%d]", path, i))
+		}
+	case yaml.AliasNode:
+		x.record(n.Alias, path)
+	default:
+		for _, c := range n.Content {
+			x.record(c, path)
 		}
 	}
 }

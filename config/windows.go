@@ -68,48 +68,51 @@ func ValidMetricField(f string) bool {
 	return false
 }
 
-func (w *Windows) validate(bad func(string, ...any), oneOf func(string, string, ...string), positive func(string, int64)) {
-	positive("windows.size", int64(w.Size))
+func (w *Windows) validate(v *check) {
+	v.positive("windows.size", int64(w.Size))
 	if w.Size > 0 && (w.Size%time.Second != 0 || (24*time.Hour)%w.Size != 0) {
-		bad("windows.size: %s must be whole seconds and divide a day evenly (windows align to midnight UTC)", w.Size)
+		v.bad("windows.size: %s must be whole seconds and divide a day evenly (windows align to midnight UTC)", v.val("windows.size", w.Size))
 	}
 	if w.AllowedLateness < 0 {
-		bad("windows.allowed_lateness: must not be negative")
+		v.bad("windows.allowed_lateness: must not be negative")
 	}
 	if w.Precision < 4 || w.Precision > 18 {
-		bad("windows.precision: %d is outside 4..18", w.Precision)
+		v.bad("windows.precision: %d is outside 4..18", v.val("windows.precision", w.Precision))
 	}
-	oneOf("windows.late_policy", w.LatePolicy, "dlq", "drop", "update")
-	positive("windows.keep_closed_for", int64(w.KeepClosedFor))
-	positive("windows.update_every", int64(w.UpdateEvery))
-	positive("windows.max_open_windows", int64(w.MaxOpenWindows))
-	positive("windows.max_groups", int64(w.MaxGroups))
+	v.oneOf("windows.late_policy", w.LatePolicy, "dlq", "drop", "update")
+	v.positive("windows.keep_closed_for", int64(w.KeepClosedFor))
+	v.positive("windows.update_every", int64(w.UpdateEvery))
+	v.positive("windows.max_open_windows", int64(w.MaxOpenWindows))
+	atMost(v, "windows.max_open_windows", w.MaxOpenWindows, maxOpenWindows)
+	v.positive("windows.max_groups", int64(w.MaxGroups))
+	atMost(v, "windows.max_groups", w.MaxGroups, maxGroups)
 	if strings.ContainsAny(w.Instance, "\t\n") {
-		bad("windows.instance: must not hold tabs or newlines")
+		v.bad("windows.instance: must not hold tabs or newlines")
 	}
 	names := map[string]bool{}
 	for i, m := range w.Metrics {
 		key := fmt.Sprintf("windows.metrics[%d]", i)
 		switch {
 		case m.Name == "":
-			bad("%s.name: must be set", key)
+			v.bad("%s.name: must be set", key)
 		case strings.ContainsAny(m.Name, ": \t\n*?[]"):
-			bad("%s.name: %q must not hold spaces, ':' or glob characters (it is part of store keys)", key, m.Name)
+			v.bad("%s.name: %q must not hold spaces, ':' or glob characters (it is part of store keys)", key, v.val(key+".name", m.Name))
 		case names[m.Name]:
-			bad("%s.name: %q is used twice", key, m.Name)
+			v.bad("%s.name: %q is used twice", key, v.val(key+".name", m.Name))
 		}
 		names[m.Name] = true
 		field := func(k, f string) {
 			if !ValidMetricField(f) {
-				bad("%s: %q is not a record field (%s) or attributes.KEY", k, f, strings.Join(MetricFields, ", "))
+				v.bad("%s: %q is not a record field (%s) or attributes.KEY", k, v.val(k, f), strings.Join(MetricFields, ", "))
 			}
 		}
 		field(key+".count", m.Count)
 		seen := map[string]bool{}
 		for j, g := range m.GroupBy {
-			field(fmt.Sprintf("%s.group_by[%d]", key, j), g)
+			k := fmt.Sprintf("%s.group_by[%d]", key, j)
+			field(k, g)
 			if seen[g] {
-				bad("%s.group_by[%d]: %q is listed twice", key, j, g)
+				v.bad("%s: %q is listed twice", k, v.val(k, g))
 			}
 			seen[g] = true
 		}
@@ -127,41 +130,41 @@ func (w *Windows) validate(bad func(string, ...any), oneOf func(string, string, 
 				n++
 			}
 			if n != 1 {
-				bad("%s: exactly one of in, not_in, exists must be set", ck)
+				v.bad("%s: exactly one of in, not_in, exists must be set", ck)
 			}
 		}
 	}
 	switch w.Sink.Type {
 	case "file":
 		if w.Sink.File == nil || w.Sink.File.Dir == "" {
-			bad("windows.sink.file.dir: must be set for a file windows sink")
+			v.bad("windows.sink.file.dir: must be set for a file windows sink")
 		}
 		if w.Sink.Redis != nil {
-			bad("windows.sink.redis: only for type redis")
+			v.bad("windows.sink.redis: only for type redis")
 		}
 	case "redis":
 		if w.Sink.Redis == nil {
-			bad("windows.sink.redis: must be set for type redis")
+			v.bad("windows.sink.redis: must be set for type redis")
 		} else {
-			w.Sink.Redis.Redis.validate("windows.sink.redis", bad, positive)
+			w.Sink.Redis.Redis.validate("windows.sink.redis", v)
 			if w.Sink.Redis.TTL < 0 {
-				bad("windows.sink.redis.ttl: must not be negative")
+				v.bad("windows.sink.redis.ttl: must not be negative")
 			}
 		}
 		if w.Sink.File != nil {
-			bad("windows.sink.file: only for type file")
+			v.bad("windows.sink.file: only for type file")
 		}
 	default:
-		bad("windows.sink.type: %q is not one of file, redis", w.Sink.Type)
+		v.bad("windows.sink.type: %q is not one of file, redis", v.val("windows.sink.type", w.Sink.Type))
 	}
 }
 
-func (r *Redis) validate(key string, bad func(string, ...any), positive func(string, int64)) {
+func (r *Redis) validate(key string, v *check) {
 	if r.Addr == "" {
-		bad("%s.addr: must be set", key)
+		v.bad("%s.addr: must be set", key)
 	}
 	if r.DB < 0 {
-		bad("%s.db: must not be negative", key)
+		v.bad("%s.db: must not be negative", key)
 	}
-	positive(key+".timeout", int64(r.Timeout))
+	v.positive(key+".timeout", int64(r.Timeout))
 }

@@ -27,7 +27,7 @@ func cmdGen(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Users, "users", 0, "number of distinct users (default 50000)")
 	fs.IntVar(&o.Traces, "traces", 0, "distinct trace ids to draw from (default: every trace new)")
 	outPath := fs.String("o", "-", "output file, - for stdout; gzip when it ends in .gz")
-	if _, err := parseInterspersed(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageError(stderr, err)
 	}
 	if *size != "" {

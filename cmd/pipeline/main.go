@@ -39,8 +39,9 @@ Usage:
   pipeline gen --format jsonl|otlp|zipkin (--size 1GiB | --records N) [-o FILE] [--seed N]
                [--malformed 0.01] [--services N] [--users N] [--traces N]
       Write deterministic, realistic sample logs (gzip if FILE ends in .gz).
-  pipeline validate [-c config.yaml]
-      Check a config file strictly and print the effective values.
+  pipeline validate [-q] [-c config.yaml | config.yaml]
+      Check a config file strictly and print the effective values
+      (passwords redacted); -q prints nothing when it is valid.
   pipeline query [-c config.yaml] [--metric NAME] [--from T] [--to T | --last 1h]
                  [--by field,...] [--where field=value]... [--per-window] [--json]
                  [--store file|redis] [--dir DIR]
@@ -83,11 +84,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "query":
 		return cmdQuery(ctx, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, buildVersion())
-		return exitOK
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+	case "version", "help", "-h", "--help":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "pipeline: %s: unexpected argument %q\n\n%s", args[0], args[1], usage)
+			return exitUsage
+		}
+		if args[0] == "version" {
+			fmt.Fprintln(stdout, buildVersion())
+		} else {
+			fmt.Fprint(stdout, usage)
+		}
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "pipeline: unknown command %q\n\n%s", args[0], usage)
@@ -113,6 +119,29 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// parseArgs is parseInterspersed for a command that takes from min to max
+// positional arguments (max < 0: any number); another count is an error,
+// printed with the command's usage as the flag package does for a bad flag.
+func parseArgs(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	switch {
+	case err != nil:
+		return nil, err
+	case max >= 0 && len(pos) > max:
+		return nil, argError(fs, fmt.Errorf("%s: unexpected argument %q", fs.Name(), pos[max]))
+	case len(pos) < min:
+		return nil, argError(fs, fmt.Errorf("%s: %d argument(s) needed, got %d", fs.Name(), min, len(pos)))
+	}
+	return pos, nil
+}
+
+// argError prints err and the usage of fs, and returns err.
+func argError(fs *flag.FlagSet, err error) error {
+	fmt.Fprintln(fs.Output(), err)
+	fs.Usage()
+	return err
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

@@ -118,7 +118,7 @@ func TestGenIsDeterministic(t *testing.T) {
 }
 
 // TestValidateNeverPrintsPasswords: the effective config shows that a
-// password is set, never what it is.
+// password is set, never what it is (dedupe.redis.password included).
 func TestValidateNeverPrintsPasswords(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	y := `sinks:
@@ -126,6 +126,10 @@ func TestValidateNeverPrintsPasswords(t *testing.T) {
     kafka: {brokers: [127.0.0.1:9092], topic: t, sasl: {mechanism: plain, username: u, password: "${TP_TEST_SECRET}"}}
   - type: redis_stream
     redis_stream: {password: "${TP_TEST_SECRET}"}
+dedupe:
+  enabled: true
+  store: redis
+  redis: {password: "${TP_TEST_SECRET}"}
 dlq:
   type: redis
   redis: {password: "${TP_TEST_SECRET}"}
@@ -147,7 +151,54 @@ windows:
 	if strings.Contains(out.String()+errOut.String(), "hunter2") {
 		t.Fatalf("validate printed the password:\n%s", out.String())
 	}
-	if strings.Count(out.String(), "<redacted>") != 4 {
+	if strings.Count(out.String(), "<redacted>") != 5 {
 		t.Fatalf("validate does not say a password is set:\n%s", out.String())
+	}
+}
+
+// TestUnexpectedArguments: every command refuses a positional argument it
+// does not take (exit 2, with the usage), and takes the ones it does.
+func TestUnexpectedArguments(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "logs", "a.jsonl"), goodLine+"\n")
+	for _, c := range []struct {
+		args []string
+		want string // in stderr
+	}{
+		{[]string{"version", "extra"}, `version: unexpected argument "extra"`},
+		{[]string{"help", "replay"}, `help: unexpected argument "replay"`},
+		{[]string{"gen", "--records", "1", "out.jsonl"}, `gen: unexpected argument "out.jsonl"`},
+		{[]string{"gen", "out.jsonl", "--records", "1"}, `gen: unexpected argument "out.jsonl"`},
+		{[]string{"validate", "a.yaml", "b.yaml"}, `validate: unexpected argument "b.yaml"`},
+		{[]string{"query", "extra"}, `query: unexpected argument "extra"`},
+		{[]string{"dlq", "ls", "extra"}, `dlq ls: unexpected argument "extra"`},
+		{[]string{"dlq", "stats", "extra"}, `dlq stats: unexpected argument "extra"`},
+		{[]string{"dlq", "purge", "--all", "--yes", "extra"}, `dlq purge: unexpected argument "extra"`},
+		{[]string{"dlq", "replay", "extra"}, `dlq replay: unexpected argument "extra"`},
+		{[]string{"dlq", "show", "id1", "id2"}, "dlq show: give exactly one entry ID"},
+		{[]string{"dlq", "show"}, "dlq show: give exactly one entry ID"},
+		{[]string{"replay"}, "replay: no PATH given"},
+	} {
+		code, out, stderr := runIn(t, dir, c.args...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s", c.args, code, out, stderr)
+		}
+	}
+	// The usage comes with the complaint.
+	if _, _, stderr := runIn(t, dir, "gen", "x"); !strings.Contains(stderr, "-records") {
+		t.Errorf("gen: no usage in:\n%s", stderr)
+	}
+	if _, _, stderr := runIn(t, dir, "version", "x"); !strings.Contains(stderr, "Usage:") {
+		t.Errorf("version: no usage in:\n%s", stderr)
+	}
+	// What the commands do take.
+	if code, out, _ := runIn(t, dir, "version"); code != exitOK || out == "" {
+		t.Errorf("version: exit %d", code)
+	}
+	if code, _, stderr := runIn(t, dir, "gen", "--records", "3", "-o", "g.jsonl"); code != exitOK {
+		t.Errorf("gen: exit %d: %s", code, stderr)
+	}
+	if code, out, stderr := runIn(t, dir, "replay", "logs", "g.jsonl"); code != exitOK || !strings.Contains(out, "4 in = 4 out") {
+		t.Errorf("replay of two paths: exit %d\n%s%s", code, out, stderr)
 	}
 }

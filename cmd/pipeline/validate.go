@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"gopkg.in/yaml.v3"
 
@@ -11,17 +13,37 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline/replay"
 )
 
+// cmdValidate checks the config named by -c or by the one argument (the
+// embedded one when neither is given) and prints its effective values.
+// Passwords are config.Secret: they print as <redacted>.
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: pipeline validate [-q] [-c] [config.yaml]\n")
+		fs.PrintDefaults()
+	}
 	cfgPath := fs.String("c", "", "config file (default: the embedded config.yaml)")
 	quiet := fs.Bool("q", false, "print nothing when the config is valid")
-	if _, err := parseInterspersed(fs, args); err != nil {
+	pos, err := parseArgs(fs, args, 0, 1)
+	if err != nil {
 		return usageError(stderr, err)
 	}
-	cfg, err := config.Load(*cfgPath)
+	path := *cfgPath
+	if len(pos) == 1 {
+		if path != "" && filepath.Clean(path) != filepath.Clean(pos[0]) {
+			return usageError(stderr, argError(fs, fmt.Errorf("validate: two configs given, -c %s and %s", path, pos[0])))
+		}
+		path = pos[0]
+	}
+	if path == "" && len(pos) == 0 && flagSet(fs, "c") {
+		return usageError(stderr, argError(fs, errors.New("validate: -c names no file")))
+	}
+	cfg, err := config.Load(path)
 	if err == nil {
-		_, err = replay.ParserOptions(cfg) // parser paths and units are checked there
+		if _, perr := replay.ParserOptions(cfg); perr != nil { // parser paths and units are checked there
+			err = errors.New(cfg.HideExpanded(perr.Error()))
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: invalid config: %v\n", err)
@@ -30,13 +52,13 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if *quiet {
 		return exitOK
 	}
-	name := *cfgPath
+	name := path
 	if name == "" {
 		name = "embedded config.yaml"
 	}
 	fmt.Fprintf(stdout, "# %s is valid; effective values (defaults filled in):\n", name)
 	replay.ShowParserDefaults(cfg)
-	out, err := yaml.Marshal(redacted(cfg))
+	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", err)
 		return exitFailed
@@ -45,51 +67,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// redacted returns a copy of cfg with every password replaced, for
-// printing.
-func redacted(cfg *config.Config) *config.Config {
-	c := *cfg
-	hide := func(p *string) {
-		if *p != "" {
-			*p = "<redacted>"
-		}
-	}
-	if r := c.Windows.Sink.Redis; r != nil {
-		cp := *r
-		hide(&cp.Password)
-		c.Windows.Sink.Redis = &cp
-	}
-	c.Sinks = append([]config.Sink(nil), cfg.Sinks...)
-	for i := range c.Sinks {
-		s := &c.Sinks[i]
-		if s.Kafka != nil {
-			k := *s.Kafka
-			if k.SASL != nil {
-				a := *k.SASL
-				hide(&a.Password)
-				k.SASL = &a
-			}
-			s.Kafka = &k
-		}
-		if s.RedisStream != nil {
-			r := *s.RedisStream
-			hide(&r.Password)
-			s.RedisStream = &r
-		}
-	}
-	if r := c.DLQ.Redis; r != nil {
-		cp := *r
-		hide(&cp.Password)
-		c.DLQ.Redis = &cp
-	}
-	if k := c.DLQ.Kafka; k != nil {
-		cp := *k
-		if cp.SASL != nil {
-			a := *cp.SASL
-			hide(&a.Password)
-			cp.SASL = &a
-		}
-		c.DLQ.Kafka = &cp
-	}
-	return &c
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -98,11 +98,11 @@ func Mechanism(s *config.SASL) (sasl.Mechanism, error) {
 	}
 	switch s.Mechanism {
 	case "plain", "PLAIN":
-		return plain.Mechanism{Username: s.Username, Password: s.Password}, nil
+		return plain.Mechanism{Username: s.Username, Password: s.Password.Reveal()}, nil
 	case "scram-sha-256", "SCRAM-SHA-256":
-		return scram.Mechanism(scram.SHA256, s.Username, s.Password)
+		return scram.Mechanism(scram.SHA256, s.Username, s.Password.Reveal())
 	case "scram-sha-512", "SCRAM-SHA-512":
-		return scram.Mechanism(scram.SHA512, s.Username, s.Password)
+		return scram.Mechanism(scram.SHA512, s.Username, s.Password.Reveal())
 	}
 	return nil, fmt.Errorf("sasl: mechanism %q is not one of plain, scram-sha-256, scram-sha-512", s.Mechanism)
 }

@@ -318,7 +318,7 @@ func TestSASL(t *testing.T) {
 			var logs logBuffer
 			for _, pass := range []string{secret, wrong} {
 				cfg := sinkConfig(c.Addrs(), "records")
-				cfg.SASL = &config.SASL{Mechanism: mech, Username: user, Password: pass}
+				cfg.SASL = &config.SASL{Mechanism: mech, Username: user, Password: config.NewSecret(pass)}
 				cfg.Timeout = 3 * time.Second
 				s, err := kafkasink.New("k", cfg, logs.logger())
 				if err != nil {
@@ -359,7 +359,7 @@ func TestSASL(t *testing.T) {
 	}
 	// A wrong mechanism name is a config error, without the password.
 	_, err := kafkasink.New("k", config.KafkaSink{
-		Kafka: config.Kafka{Brokers: c.Addrs(), SASL: &config.SASL{Mechanism: "md5", Username: "u", Password: secret}},
+		Kafka: config.Kafka{Brokers: c.Addrs(), SASL: &config.SASL{Mechanism: "md5", Username: "u", Password: config.NewSecret(secret)}},
 		Topic: "records",
 	}, quiet())
 	if err == nil || strings.Contains(err.Error(), secret) {

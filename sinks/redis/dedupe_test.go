@@ -14,7 +14,7 @@ import (
 
 func newDedupe(tb testing.TB, s *testredis.Server, prefix string, ttl time.Duration) *redis.Dedupe {
 	tb.Helper()
-	d, err := redis.NewDedupe(config.Redis{Addr: s.Addr(), Password: s.Password(), Timeout: 5 * time.Second}, prefix, ttl)
+	d, err := redis.NewDedupe(config.Redis{Addr: s.Addr(), Password: config.NewSecret(s.Password()), Timeout: 5 * time.Second}, prefix, ttl)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func parsedBatch(tb testing.TB, lines [][]byte) *pipeline.Batch {
 
 func streamConfig(s *testredis.Server, stream string, maxLen int64) config.RedisStreamSink {
 	return config.RedisStreamSink{
-		Redis:  config.Redis{Addr: s.Addr(), Password: s.Password(), Timeout: 5 * time.Second},
+		Redis:  config.Redis{Addr: s.Addr(), Password: config.NewSecret(s.Password()), Timeout: 5 * time.Second},
 		Stream: stream,
 		MaxLen: maxLen,
 	}
@@ -320,7 +320,7 @@ func TestStreamSecretsNeverLeak(t *testing.T) {
 	t.Cleanup(func() { redis.RouteLibraryLogs(slog.New(slog.DiscardHandler)) })
 
 	cfg := streamConfig(srv, "recs", 0)
-	cfg.Password = wrong
+	cfg.Password = config.NewSecret(wrong)
 	logs := &streamLogBuf{}
 	_, err := redis.NewStream("rs", cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err == nil || !errors.Is(err, pipeline.ErrPermanent) {

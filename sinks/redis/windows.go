@@ -89,7 +89,7 @@ func Options(c config.Redis) *goredis.Options {
 	o := &goredis.Options{
 		Addr:                  c.Addr,
 		Username:              c.Username,
-		Password:              c.Password,
+		Password:              c.Password.Reveal(),
 		DB:                    c.DB,
 		DialTimeout:           c.Timeout,
 		ReadTimeout:           c.Timeout,

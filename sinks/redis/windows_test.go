@@ -45,7 +45,7 @@ func (l *logBuf) String() string {
 
 func storeConfig(s *testredis.Server, ttl time.Duration) config.WindowsRedis {
 	return config.WindowsRedis{
-		Redis:     config.Redis{Addr: s.Addr(), Password: s.Password(), Timeout: 5 * time.Second},
+		Redis:     config.Redis{Addr: s.Addr(), Password: config.NewSecret(s.Password()), Timeout: 5 * time.Second},
 		KeyPrefix: prefix,
 		TTL:       ttl,
 	}
@@ -554,7 +554,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	t.Cleanup(func() { RouteLibraryLogs(slog.New(slog.DiscardHandler)) })
 
 	cfg := storeConfig(srv, time.Hour)
-	cfg.Password = wrong
+	cfg.Password = config.NewSecret(wrong)
 	logs := &logBuf{}
 	_, err := NewWindows(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err == nil {
@@ -596,7 +596,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	o := Options(config.Redis{Addr: "cache.example:6380", Username: "u", Password: "p", DB: 3, TLS: true, Timeout: 7 * time.Second})
+	o := Options(config.Redis{Addr: "cache.example:6380", Username: "u", Password: config.NewSecret("p"), DB: 3, TLS: true, Timeout: 7 * time.Second})
 	if o.Addr != "cache.example:6380" || o.Username != "u" || o.Password != "p" || o.DB != 3 {
 		t.Fatalf("options %+v", o)
 	}

@@ -95,7 +95,7 @@ func (l *logBuf) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, 
 
 func dlqConfig(s *testredis.Server, maxLen int64) config.DLQRedis {
 	return config.DLQRedis{
-		Redis:  config.Redis{Addr: s.Addr(), Password: s.Password(), Timeout: 2 * time.Second},
+		Redis:  config.Redis{Addr: s.Addr(), Password: config.NewSecret(s.Password()), Timeout: 2 * time.Second},
 		Stream: testStream,
 		MaxLen: maxLen,
 		Group:  "procs",
@@ -865,7 +865,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	t.Cleanup(func() { sinkredis.RouteLibraryLogs(slog.New(slog.DiscardHandler)) })
 
 	cfg := dlqConfig(srv, 0)
-	cfg.Password = wrong
+	cfg.Password = config.NewSecret(wrong)
 	logs := &logBuf{}
 	fb := openFallback(t, dlq.FileOptions{})
 	var errs []error
