@@ -114,18 +114,35 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // openDLQStore opens the configured DLQ backend's store, and says where it
 // is (never with a password).
-func openDLQStore(cfg *config.Config, log *slog.Logger) (dlq.Store, string, error) {
+func openDLQStore(cfg *config.Config, log *slog.Logger) (dlq.StepStore, string, error) {
 	switch cfg.DLQ.Type {
 	case "file":
-		s, err := dlq.OpenFileStore(cfg.DLQ.File.Dir, func(c dlq.Corruption) {
-			log.Warn("dlq: skipped a corrupt line", "segment", c.Segment, "offset", c.Offset, "reason", c.Reason)
-		})
+		s, err := dlq.OpenFileStore(cfg.DLQ.File.Dir, corruptLogger(log))
 		if err != nil {
 			return nil, "", err
 		}
 		return s, cfg.DLQ.File.Dir, nil
 	}
 	return openRemoteDLQStore(cfg, log)
+}
+
+func corruptLogger(log *slog.Logger) func(dlq.Corruption) {
+	return func(c dlq.Corruption) {
+		log.Warn("dlq: skipped a corrupt line", "segment", c.Segment, "offset", c.Offset, "reason", c.Reason)
+	}
+}
+
+// fileStores returns the file DLQ stores within store.
+func fileStores(store dlq.Store) []*dlq.FileStore {
+	switch s := store.(type) {
+	case *dlq.FileStore:
+		return []*dlq.FileStore{s}
+	case *dlq.Multi:
+		if s.Fallback != nil {
+			return []*dlq.FileStore{s.Fallback}
+		}
+	}
+	return nil
 }
 
 // parseWhen reads RFC 3339, a date (UTC), or a duration back from now.
@@ -330,6 +347,14 @@ func cmpOr(vs ...string) string {
 }
 
 func dlqPurge(ctx context.Context, store dlq.Store, f dlq.Filter, where string, yes bool, stdout, stderr io.Writer) int {
+	// A file DLQ is locked before it is read, so that a run writing to it
+	// makes purge refuse instead of deleting what it scanned a moment ago.
+	for _, s := range fileStores(store) {
+		if err := s.Lock(); err != nil {
+			fmt.Fprintf(stderr, "pipeline: dlq purge: %v: refusing to purge; stop the run first\n", err)
+			return exitFailed
+		}
+	}
 	var ids []string
 	if err := scanFiltered(ctx, store, f, func(e *dlq.Entry) error {
 		ids = append(ids, e.ID)
@@ -359,7 +384,7 @@ func dlqPurge(ctx context.Context, store dlq.Store, f dlq.Filter, where string, 
 	return exitOK
 }
 
-func dlqReplay(ctx context.Context, cfg *config.Config, store dlq.Store, f dlq.Filter, dryRun, asJSON bool, log *slog.Logger, stdout, stderr io.Writer) int {
+func dlqReplay(ctx context.Context, cfg *config.Config, store dlq.StepStore, f dlq.Filter, dryRun, asJSON bool, log *slog.Logger, stdout, stderr io.Writer) int {
 	rep, err := replay.ReplayDLQ(ctx, cfg, store, replay.DLQOptions{Filter: f, DryRun: dryRun, Logger: log, Version: buildVersion()})
 	if rep == nil {
 		fmt.Fprintf(stderr, "pipeline: dlq replay: %v\n", err)
@@ -380,6 +405,9 @@ func dlqReplay(ctx context.Context, cfg *config.Config, store dlq.Store, f dlq.F
 		fmt.Fprintln(stdout)
 		for _, r := range slices.Sorted(maps.Keys(rep.Skipped)) {
 			fmt.Fprintf(stdout, "  left in the DLQ: %d: %s\n", rep.Skipped[r], r)
+		}
+		if rep.Superseded > 0 {
+			fmt.Fprintf(stdout, "  already replayed by an earlier run that died before deleting them: %d\n", rep.Superseded)
 		}
 		if !rep.DryRun {
 			fmt.Fprintf(stdout, "  deleted from the DLQ: %d (failed records are new entries with replay_count + 1)\n", rep.Deleted)

@@ -13,9 +13,24 @@ import (
 )
 
 // openRemoteDLQStore opens a redis or kafka DLQ's store. Entries that fell
-// back to the local file DLQ while the backend was down are in
-// dlq.file.dir: inspect them with a config whose dlq.type is file.
-func openRemoteDLQStore(cfg *config.Config, log *slog.Logger) (dlq.Store, string, error) {
+// back to the local file DLQ (dlq.file.dir) while the backend was down are
+// part of it: ls, stats, replay and purge see them too.
+func openRemoteDLQStore(cfg *config.Config, log *slog.Logger) (dlq.StepStore, string, error) {
+	remote, where, err := openRemoteOnly(cfg, log)
+	if err != nil {
+		return nil, "", err
+	}
+	m := &dlq.Multi{Remote: remote}
+	if cfg.DLQ.File != nil && cfg.DLQ.File.Dir != "" {
+		if fb, err := dlq.OpenFileStore(cfg.DLQ.File.Dir, corruptLogger(log)); err == nil {
+			m.Fallback = fb
+			where += " (and its fallback " + cfg.DLQ.File.Dir + ")"
+		}
+	}
+	return m, where, nil
+}
+
+func openRemoteOnly(cfg *config.Config, log *slog.Logger) (dlq.StepStore, string, error) {
 	switch cfg.DLQ.Type {
 	case "kafka":
 		s, err := kafkadlq.OpenStore(*cfg.DLQ.Kafka, log)

@@ -40,10 +40,26 @@ func (c Corruption) Error() string {
 // error, naming the file, or fn's error unchanged, which stops the scan.
 // A segment removed while Scan runs (evicted by a live writer) is skipped;
 // the open segment of a live writer may show its last line as torn.
+//
+// Entries listed in the directory's tombstone file (deleted by a DLQ
+// replay, in steps) are skipped.
 func Scan(dir string, fn func(e *Entry, pos Position) error, onCorrupt func(Corruption)) error {
 	names, err := segmentNames(dir)
 	if err != nil {
 		return err
+	}
+	dead, err := readTombstones(dir)
+	if err != nil {
+		return err
+	}
+	if len(dead) > 0 {
+		inner := fn
+		fn = func(e *Entry, pos Position) error {
+			if dead[e.ID] {
+				return nil
+			}
+			return inner(e, pos)
+		}
 	}
 	if onCorrupt == nil {
 		onCorrupt = func(Corruption) {}

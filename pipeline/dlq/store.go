@@ -55,6 +55,7 @@ func lockDir(dir string) (*os.File, error) {
 type FileStore struct {
 	dir       string
 	onCorrupt func(Corruption)
+	lock      *os.File // held from Lock to Close
 }
 
 // OpenFileStore reads the file DLQ in dir; corrupt lines are reported to
@@ -111,13 +112,24 @@ func (s *FileStore) Delete(ctx context.Context, ids []string) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	lock, err := lockDir(s.dir)
+	if s.lock == nil {
+		lock, err := lockDir(s.dir)
+		if err != nil {
+			return 0, err
+		}
+		defer lock.Close()
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	// Entries a replay deleted in steps go too, and the tombstone file
+	// after them.
+	dead, err := readTombstones(s.dir)
 	if err != nil {
 		return 0, err
 	}
-	defer lock.Close()
-	want := make(map[string]bool, len(ids))
-	for _, id := range ids {
+	for id := range dead {
 		want[id] = true
 	}
 	names, err := segmentNames(s.dir)
@@ -129,23 +141,32 @@ func (s *FileStore) Delete(ctx context.Context, ids []string) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return removed, err
 		}
-		n, err := s.rewrite(filepath.Join(s.dir, name), want)
+		n, err := s.rewrite(filepath.Join(s.dir, name), want, dead)
 		removed += n
 		if err != nil {
 			return removed, err
 		}
 	}
+	if dead != nil {
+		return removed, s.compactTombstones()
+	}
 	return removed, nil
 }
 
 // rewrite drops the lines of entries in want from one segment.
-func (s *FileStore) rewrite(path string, want map[string]bool) (int, error) {
+// Entries in dead (tombstoned earlier) are dropped without being counted:
+// they were already deleted.
+func (s *FileStore) rewrite(path string, want, dead map[string]bool) (int, error) {
 	drop := map[int64]bool{}
+	counted := 0
 	r := bufio.NewReaderSize(nil, 64<<10)
 	var line []byte
 	err := scanSegment(path, r, &line, func(e *Entry, pos Position) error {
 		if want[e.ID] {
 			drop[pos.Offset] = true
+			if !dead[e.ID] {
+				counted++
+			}
 		}
 		return nil
 	}, func(Corruption) {})
@@ -173,7 +194,7 @@ func (s *FileStore) rewrite(path string, want map[string]bool) (int, error) {
 		if err := os.Remove(path); err != nil {
 			return 0, fmt.Errorf("dlq: %w", err)
 		}
-		return len(drop), nil
+		return counted, nil
 	}
 	tmp := path + ".purge-" + time.Now().UTC().Format("20060102T150405.000000000")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -194,10 +215,17 @@ func (s *FileStore) rewrite(path string, want map[string]bool) (int, error) {
 		os.Remove(tmp)
 		return 0, fmt.Errorf("dlq: rewrite %s: %w", path, err)
 	}
-	return len(drop), nil
+	return counted, nil
 }
 
 // Close implements Store.
-func (s *FileStore) Close() error { return nil }
+func (s *FileStore) Close() error {
+	if s.lock != nil {
+		err := s.lock.Close()
+		s.lock = nil
+		return err
+	}
+	return nil
+}
 
 var _ Store = (*FileStore)(nil)

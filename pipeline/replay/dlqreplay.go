@@ -35,8 +35,14 @@ type DLQReport struct {
 	// record is a new entry, with fresh context and replay_count + 1.
 	Delivered   int            `json:"delivered"`
 	FailedAgain map[string]int `json:"failed_again"` // by the new failure's class
-	// Deleted counts the replayed entries removed from the DLQ: the
-	// delivered ones, and the failed ones once their new entries are stored.
+	// Superseded counts entries an earlier replay had already handled (a
+	// newer entry names them in replayed_from) but had not deleted when it
+	// died: deleted now, not replayed twice.
+	Superseded int `json:"superseded"`
+	// Deleted counts the entries removed from the DLQ: each replayed one
+	// once its records are durable in the sinks or in new entries, in
+	// steps as the run goes (so a replay killed midway and run again sends
+	// only what was not done), and the superseded ones.
 	Deleted int     `json:"deleted"`
 	Run     *Report `json:"run,omitempty"` // records in/out/dlq of the replay's own run
 }
@@ -44,94 +50,206 @@ type DLQReport struct {
 // replayItem is one selected entry and what became of it.
 type replayItem struct {
 	e      *dlq.Entry
+	key    string         // the store's key for DeleteKeys
 	failed pipeline.Class // "" until a record of it failed
 	done   bool
 }
 
 // ReplayDLQ sends the entries of store matching o.Filter back through
-// parse, windows and sinks (built from cfg, as replay does). Entries of a
-// sink failure go back to the sinks they name (the others took the record
+// parse, windows and sinks (built from cfg, as replay does). An entry of a
+// sink failure goes back to the sinks it names (the others took the record
 // already); the rest go to every sink. Records carry replay_count and
-// replayed_from; records that fail again become new entries. Replayed
-// entries are deleted from the DLQ at the end, once the new ones are
-// stored; so a second replay finds nothing to send again. Window rows the
-// windows store refused are written to it again. With DryRun, only parse
-// runs and nothing is written or deleted.
-func ReplayDLQ(ctx context.Context, cfg *config.Config, store dlq.Store, o DLQOptions) (*DLQReport, error) {
+// replayed_from; records that fail again become new entries.
+//
+// The replay streams: entries are read, batched and sent as the run takes
+// them, so memory is bounded by the batches in flight, not the DLQ's size.
+// Each batch's entries are deleted once the batch is acknowledged (its
+// records flushed by every sink, its new entries synced by the DLQ): a
+// replay killed midway and run again sends only the batches not yet
+// acknowledged (at least once; dedupe makes it exactly once). Entries made
+// after the replay started (its own new ones) are not read, and an entry
+// a newer entry names in replayed_from is deleted without a replay (an
+// earlier replay handled it). Window rows the windows store refused are
+// written to it again. With DryRun, only parse runs and nothing is written
+// or deleted.
+func ReplayDLQ(ctx context.Context, cfg *config.Config, store dlq.StepStore, o DLQOptions) (*DLQReport, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	rep := &DLQReport{DryRun: o.DryRun, Skipped: map[string]int{}, FailedAgain: map[string]int{}}
-	sinkIndex := map[string]int{}
-	for i, s := range cfg.Sinks {
-		sinkIndex[s.Name] = i
-	}
-	var items []*replayItem
-	var rows []*replayItem
-	err := store.Scan(ctx, func(e *dlq.Entry) error {
-		if !o.Filter.Match(e) {
-			return nil
-		}
-		rep.Selected++
-		switch reason := notReplayable(e, sinkIndex); {
-		case reason != "":
-			rep.Skipped[reason]++
-		case e.Source.Kind == "window_row":
-			rows = append(rows, &replayItem{e: e})
-		default:
-			items = append(items, &replayItem{e: e})
+	started := time.Now()
+	// Pass 1: what earlier replays superseded. Only ids are kept.
+	superseded := map[string]bool{}
+	if err := store.ScanKeys(ctx, func(_ string, e *dlq.Entry) error {
+		if e.ReplayedFrom != "" {
+			superseded[e.ReplayedFrom] = true
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("dlq replay: read the DLQ: %w", err)
 	}
-	rep.Replayed = len(items) + len(rows)
+	r := &dlqReplayer{cfg: cfg, store: store, rep: rep, log: log, superseded: superseded, started: started, sinkIndex: map[string]int{}}
+	for i, s := range cfg.Sinks {
+		r.sinkIndex[s.Name] = i
+	}
 	if o.DryRun {
-		return rep, dryRun(cfg, items, rows, rep)
+		return rep, r.dryRun(ctx, o.Filter)
 	}
-	if len(items)+len(rows) == 0 {
-		return rep, nil
-	}
-	var errs []error
-	if len(items) > 0 {
-		run, err := replayRecords(ctx, cfg, log, o.Version, items, sinkIndex)
-		rep.Run = run
-		if err != nil {
-			errs = append(errs, err)
+	return rep, r.run(ctx, o)
+}
+
+// dlqReplayer is one DLQ replay's state.
+type dlqReplayer struct {
+	cfg        *config.Config
+	store      dlq.StepStore
+	rep        *DLQReport
+	log        *slog.Logger
+	superseded map[string]bool
+	started    time.Time
+	sinkIndex  map[string]int
+
+	mu      sync.Mutex // guards rep's outcome counts and delErr
+	delErr  error
+	deletes sync.WaitGroup
+}
+
+// select_ scans the DLQ and calls fn for each entry to replay; skipped
+// and superseded ones are counted (superseded keys go to gone).
+func (r *dlqReplayer) selectEntries(ctx context.Context, f dlq.Filter, fn func(*replayItem) error, gone func(key string)) error {
+	return r.store.ScanKeys(ctx, func(key string, e *dlq.Entry) error {
+		if e.Time.After(r.started) || !f.Match(e) {
+			return nil // made by this replay, or not selected
 		}
-	}
-	if len(rows) > 0 {
-		if err := replayRows(ctx, cfg, log, rows); err != nil {
-			errs = append(errs, err)
+		r.rep.Selected++
+		if r.superseded[e.ID] {
+			r.rep.Superseded++
+			gone(key)
+			return nil
 		}
+		if reason := notReplayable(e, r.sinkIndex); reason != "" {
+			r.rep.Skipped[reason]++
+			return nil
+		}
+		r.rep.Replayed++
+		return fn(&replayItem{e: e, key: key})
+	})
+}
+
+// run replays for real.
+func (r *dlqReplayer) run(ctx context.Context, o DLQOptions) error {
+	j, err := newJob(ctx, r.cfg, r.log, o.Version)
+	if err != nil {
+		return err
 	}
-	// Delete what was replayed: delivered, or failed again with its new
-	// entries stored (a run that lost DLQ entries keeps the old ones).
-	lost := rep.Run != nil && (rep.Run.DLQLost > 0 || !rep.Run.Reconciled)
-	var ids []string
-	for _, it := range append(items, rows...) {
-		switch {
-		case !it.done:
-		case it.failed == "":
-			rep.Delivered++
-			ids = append(ids, it.e.ID)
-		default:
-			rep.FailedAgain[string(it.failed)]++
-			if !lost {
-				ids = append(ids, it.e.ID)
+	runner, win := j.runner, j.win
+	b := newReplayBatcher(r.cfg, r.sinkIndex, r)
+	var rows []*replayItem
+	var gone []string
+	var scanErr error
+	ch := make(chan *pipeline.Batch, r.cfg.Pipeline.Queue)
+	go func() {
+		defer close(ch)
+		scanErr = r.selectEntries(ctx, o.Filter, func(it *replayItem) error {
+			if it.e.Source.Kind == "window_row" {
+				rows = append(rows, it) // rare: the windows store refused them
+				return nil
+			}
+			if full := b.add(it); full != nil {
+				if win != nil {
+					win.ExpectSources(full.b.Source.ID)
+				}
+				ch <- full.b
+			}
+			return nil
+		}, func(key string) {
+			if gone = append(gone, key); len(gone) >= deleteStep {
+				r.delete(ctx, gone, len(gone))
+				gone = nil
+			}
+		})
+		for _, rb := range b.flush() {
+			if win != nil {
+				win.ExpectSources(rb.b.Source.ID)
+			}
+			ch <- rb.b
+		}
+		if len(gone) > 0 {
+			r.delete(ctx, gone, len(gone))
+		}
+		if win != nil {
+			for id, n := range b.perSource {
+				win.SourceDone(id, n)
 			}
 		}
+	}()
+	start := time.Now()
+	runner.Run(context.WithoutCancel(ctx), ch)
+
+	var errs []error
+	if scanErr != nil {
+		errs = append(errs, fmt.Errorf("dlq replay: read the DLQ: %w", scanErr))
 	}
-	if len(ids) > 0 {
-		n, err := store.Delete(ctx, ids)
-		rep.Deleted = n
-		if err != nil {
-			errs = append(errs, fmt.Errorf("dlq replay: delete the replayed entries: %w", err))
+	if err := j.close(context.WithoutCancel(ctx)); err != nil {
+		errs = append(errs, err)
+	}
+	run := &Report{}
+	if err := j.report(run, 0, 0, time.Since(start)); err != nil {
+		errs = append(errs, err)
+	}
+	if run.RecordsIn > 0 || run.DLQ["total"] > 0 {
+		r.rep.Run = run
+	}
+	if len(rows) > 0 {
+		if err := replayRows(ctx, r.cfg, r.log, rows); err != nil {
+			errs = append(errs, err)
 		}
+		var keys []string
+		for _, it := range rows {
+			if it.done {
+				r.count(it)
+				keys = append(keys, it.key)
+			}
+		}
+		r.delete(ctx, keys, len(keys))
 	}
-	return rep, errors.Join(errs...)
+	r.deletes.Wait()
+	if r.delErr != nil {
+		errs = append(errs, fmt.Errorf("dlq replay: delete replayed entries: %w", r.delErr))
+	}
+	return errors.Join(errs...)
+}
+
+// deleteStep is how many superseded entries are deleted at once.
+const deleteStep = 512
+
+// delete removes keys from the DLQ and counts n deleted.
+func (r *dlqReplayer) delete(ctx context.Context, keys []string, n int) {
+	if len(keys) == 0 {
+		return
+	}
+	err := r.store.DeleteKeys(context.WithoutCancel(ctx), keys)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		if r.delErr == nil {
+			r.delErr = err
+		}
+		r.log.Error("dlq replay: deleting replayed entries failed: they stay in the DLQ and a later replay sends them again", "entries", len(keys), "err", err)
+		return
+	}
+	r.rep.Deleted += n
+}
+
+// count adds a finished item to the report.
+func (r *dlqReplayer) count(it *replayItem) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if it.failed == "" {
+		r.rep.Delivered++
+	} else {
+		r.rep.FailedAgain[string(it.failed)]++
+	}
 }
 
 // notReplayable says why an entry cannot be replayed, or "".
@@ -152,130 +270,130 @@ func notReplayable(e *dlq.Entry, sinkIndex map[string]int) string {
 	return ""
 }
 
-// replayRecords runs the selected entries through parse, filter, windows
-// and sinks.
-func replayRecords(ctx context.Context, cfg *config.Config, log *slog.Logger, version string, items []*replayItem, sinkIndex map[string]int) (*Report, error) {
-	j, err := newJob(ctx, cfg, log, version)
-	if err != nil {
-		return nil, err
-	}
-	runner, win := j.runner, j.win
-
-	batches, groups := replayBatches(cfg, items, sinkIndex)
-	if win != nil {
-		ids := make([]int, groups)
-		for i := range ids {
-			ids[i] = i
-		}
-		win.ExpectSources(ids...)
-	}
-	start := time.Now()
-	ch := make(chan *pipeline.Batch, cfg.Pipeline.Queue)
-	go func() {
-		perSource := make([]int64, groups)
-		for _, rb := range batches {
-			perSource[rb.b.Source.ID]++
-		}
-		for _, rb := range batches {
-			ch <- rb.b
-		}
-		close(ch)
-		if win != nil {
-			for id, n := range perSource {
-				win.SourceDone(id, n)
-			}
-		}
-	}()
-	runner.Run(context.WithoutCancel(ctx), ch)
-
-	var errs []error
-	if err := j.close(context.WithoutCancel(ctx)); err != nil {
-		errs = append(errs, err)
-	}
-	rep := &Report{}
-	if err := j.report(rep, 0, 0, time.Since(start)); err != nil {
-		errs = append(errs, err)
-	}
-	return rep, errors.Join(errs...)
-}
-
+// replayBatch is one batch of replayed entries; it is its own Acker: once
+// the batch is durable its entries are deleted.
 type replayBatch struct {
 	b     *pipeline.Batch
 	items []*replayItem // by unit
+	r     *dlqReplayer
 }
 
-// replayBatches groups the entries by origin (source path and format) and
-// target sinks, in DLQ order, into batches whose Done records each
-// entry's outcome.
-func replayBatches(cfg *config.Config, items []*replayItem, sinkIndex map[string]int) ([]*replayBatch, int) {
-	type groupKey struct {
-		path, format string
-		mask         uint8
+// Ack implements pipeline.Acker: the batch's records are durable in the
+// sinks or in new DLQ entries; its entries go.
+func (rb *replayBatch) Ack(uint64) {
+	keys := make([]string, len(rb.items))
+	for i, it := range rb.items {
+		keys[i] = it.key
 	}
-	ids := map[groupKey]int{}
-	open := map[groupKey]*replayBatch{}
-	sources := map[groupKey]*pipeline.Source{}
+	rb.r.delete(context.Background(), keys, len(keys))
+}
+
+// replayBatcher groups entries by origin (source path and format) and
+// target sinks, in DLQ order, into batches.
+type replayBatcher struct {
+	cfg       *config.Config
+	sinkIndex map[string]int
+	r         *dlqReplayer
+	ids       map[replayGroup]int
+	open      map[replayGroup]*replayBatch
+	sources   map[replayGroup]*pipeline.Source
+	perSource map[int]int64 // batches sent per source id
+}
+
+type replayGroup struct {
+	path, format string
+	mask         uint8
+}
+
+func newReplayBatcher(cfg *config.Config, sinkIndex map[string]int, r *dlqReplayer) *replayBatcher {
+	return &replayBatcher{cfg: cfg, sinkIndex: sinkIndex, r: r, ids: map[replayGroup]int{}, open: map[replayGroup]*replayBatch{},
+		sources: map[replayGroup]*pipeline.Source{}, perSource: map[int]int64{}}
+}
+
+// add puts it in its group's open batch and returns the batch it filled
+// (to send), or nil.
+func (rb0 *replayBatcher) add(it *replayItem) *replayBatch {
+	e := it.e
+	var mask uint8 // 0: every sink
+	for _, name := range e.LackingSinks() {
+		mask |= 1 << rb0.sinkIndex[name]
+	}
+	k := replayGroup{e.Source.Path, e.Source.Format, mask}
+	rb := rb0.open[k]
+	if rb == nil {
+		rb = rb0.newBatch(k, e)
+		rb0.open[k] = rb
+	}
+	rb.b.AddUnit(e.PayloadBytes(), e.Source.Offset, e.Source.Line, int64(len(e.PayloadBytes())), 0)
+	rb.b.Replays = append(rb.b.Replays, pipeline.Replay{Count: int32(e.ReplayCount + 1), From: rb.b.CopyString(e.ID)})
+	rb.items = append(rb.items, it)
+	if len(rb.b.Units) >= rb0.cfg.Pipeline.BatchUnits || len(rb.b.Buf) >= int(rb0.cfg.Pipeline.BatchBytes) {
+		delete(rb0.open, k)
+		rb0.finish(rb)
+		return rb
+	}
+	return nil
+}
+
+// flush returns the open batches, finished.
+func (rb0 *replayBatcher) flush() []*replayBatch {
 	var out []*replayBatch
-	var mu sync.Mutex
-	for _, it := range items {
-		e := it.e
-		var mask uint8 // 0: every sink
-		for _, name := range e.LackingSinks() {
-			mask |= 1 << sinkIndex[name]
-		}
-		k := groupKey{e.Source.Path, e.Source.Format, mask}
-		rb := open[k]
-		if rb == nil || len(rb.b.Units) >= cfg.Pipeline.BatchUnits || len(rb.b.Buf) >= int(cfg.Pipeline.BatchBytes) {
-			src := sources[k]
-			if src == nil {
-				id, ok := ids[k]
-				if !ok {
-					id = len(ids)
-					ids[k] = id
-				}
-				f, ok := pipeline.ParseFormat(e.Source.Format)
-				if !ok || f == pipeline.FormatAuto {
-					f = pipeline.FormatAuto
-				}
-				src = &pipeline.Source{ID: id, Kind: "dlq", Path: e.Source.Path, Format: f}
-				sources[k] = src
-			}
-			b := pipeline.GetBatch()
-			b.Source = src
-			b.SinkMask = mask
-			rb = &replayBatch{b: b}
-			b.Done = func(b *pipeline.Batch) {
-				mu.Lock()
-				defer mu.Unlock()
-				for i := range b.Records {
-					r := &b.Records[i]
-					if it := rb.items[r.Unit]; r.Failed() && it.failed == "" {
-						it.failed = r.Failure.Class
-					}
-				}
-				for _, it := range rb.items {
-					it.done = true
-				}
-			}
-			open[k] = rb
-			out = append(out, rb)
-		}
-		u := rb.b.AddUnit(e.PayloadBytes(), e.Source.Offset, e.Source.Line, int64(len(e.PayloadBytes())), 0)
-		rb.b.Replays = append(rb.b.Replays, pipeline.Replay{Count: int32(e.ReplayCount + 1), From: rb.b.CopyString(e.ID)})
-		rb.items = append(rb.items, it)
-		_ = u
+	for k, rb := range rb0.open {
+		delete(rb0.open, k)
+		rb0.finish(rb)
+		out = append(out, rb)
 	}
-	// Sources whose format is unknown are detected from their first batch.
-	for _, rb := range out {
-		if rb.b.Source.Format == pipeline.FormatAuto {
-			f := parsers.Detect(rb.b)
-			if f == pipeline.FormatAuto {
-				f = pipeline.FormatJSONL
+	return out
+}
+
+func (rb0 *replayBatcher) newBatch(k replayGroup, e *dlq.Entry) *replayBatch {
+	src := rb0.sources[k]
+	if src == nil {
+		id, ok := rb0.ids[k]
+		if !ok {
+			id = len(rb0.ids)
+			rb0.ids[k] = id
+		}
+		f, ok := pipeline.ParseFormat(e.Source.Format)
+		if !ok {
+			f = pipeline.FormatAuto
+		}
+		src = &pipeline.Source{ID: id, Kind: "dlq", Path: e.Source.Path, Format: f}
+		rb0.sources[k] = src
+	}
+	b := pipeline.GetBatch()
+	b.Source = src
+	b.SinkMask = k.mask
+	rb := &replayBatch{b: b, r: rb0.r}
+	b.Done = func(b *pipeline.Batch) {
+		for i := range b.Records {
+			rec := &b.Records[i]
+			if it := rb.items[rec.Unit]; rec.Failed() && it.failed == "" {
+				it.failed = rec.Failure.Class
 			}
-			rb.b.Source.Format = f
+		}
+		for _, it := range rb.items {
+			it.done = true
+			rb.r.count(it)
 		}
 	}
-	return out, len(ids)
+	b.Acker = rb
+	return rb
+}
+
+// finish numbers a batch in its source and settles an unknown format from
+// the source's first batch.
+func (rb0 *replayBatcher) finish(rb *replayBatch) {
+	src := rb.b.Source
+	rb0.perSource[src.ID]++
+	rb.b.Seq = uint64(rb0.perSource[src.ID])
+	if src.Format == pipeline.FormatAuto {
+		f := parsers.Detect(rb.b)
+		if f == pipeline.FormatAuto {
+			f = pipeline.FormatJSONL
+		}
+		src.Format = f
+	}
 }
 
 // replayRows writes window rows the windows store refused back to it.
@@ -308,44 +426,42 @@ func replayRows(ctx context.Context, cfg *config.Config, log *slog.Logger, items
 	return nil
 }
 
-// dryRun parses the entries with the config's parser and says what would
-// happen, writing nothing.
-func dryRun(cfg *config.Config, items, rows []*replayItem, rep *DLQReport) error {
-	popts, err := ParserOptions(cfg)
+// dryRun parses the selected entries with the config's parser, batch by
+// batch, and says what would happen, writing and deleting nothing.
+func (r *dlqReplayer) dryRun(ctx context.Context, f dlq.Filter) error {
+	popts, err := ParserOptions(r.cfg)
 	if err != nil {
 		return err
 	}
 	parse := stages.NewParse(popts)
 	var filter pipeline.Stage
-	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
-		filter = f
+	if fl := stages.NewFilter(r.cfg.Filter.IncludeServices, r.cfg.Filter.ExcludeServices); fl != nil {
+		filter = fl
 	}
-	sinkIndex := map[string]int{}
-	for i, s := range cfg.Sinks {
-		sinkIndex[s.Name] = i
-	}
-	batches, _ := replayBatches(cfg, items, sinkIndex)
-	for _, rb := range batches {
-		parse.Process(context.Background(), rb.b)
+	process := func(rb *replayBatch) {
+		parse.Process(ctx, rb.b)
 		if filter != nil {
-			filter.Process(context.Background(), rb.b)
+			filter.Process(ctx, rb.b)
 		}
 		rb.b.Done(rb.b)
 		pipeline.PutBatch(rb.b)
 	}
-	for _, it := range items {
-		if it.failed == "" {
-			rep.Delivered++
-		} else {
-			rep.FailedAgain[string(it.failed)]++
+	b := newReplayBatcher(r.cfg, r.sinkIndex, r)
+	err = r.selectEntries(ctx, f, func(it *replayItem) error {
+		if it.e.Source.Kind == "window_row" {
+			if _, err := windows.ParseRow(it.e.PayloadBytes()); err != nil {
+				it.failed = pipeline.ClassInvalid
+			}
+			r.count(it)
+			return nil
 		}
-	}
-	for _, it := range rows {
-		if _, err := windows.ParseRow(it.e.PayloadBytes()); err != nil {
-			rep.FailedAgain[string(pipeline.ClassInvalid)]++
-		} else {
-			rep.Delivered++
+		if full := b.add(it); full != nil {
+			process(full)
 		}
+		return nil
+	}, func(string) {})
+	for _, rb := range b.flush() {
+		process(rb)
 	}
-	return nil
+	return err
 }

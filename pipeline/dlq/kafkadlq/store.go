@@ -122,9 +122,32 @@ func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 	if err != nil || len(hide) == 0 {
 		return 0, err
 	}
+	if err := s.hide(ctx, hide); err != nil {
+		return 0, err
+	}
+	return len(hide), nil
+}
+
+// ScanKeys implements dlq.StepStore: the key is the entry id.
+func (s *Store) ScanKeys(ctx context.Context, fn func(key string, e *dlq.Entry) error) error {
+	return s.Scan(ctx, func(e *dlq.Entry) error { return fn(e.ID, e) })
+}
+
+// DeleteKeys implements dlq.StepStore: it records the ids in the purged
+// topic without scanning for them first.
+func (s *Store) DeleteKeys(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	return s.hide(ctx, keys)
+}
+
+// hide records ids in the purged topic (creating it, compacted, if
+// needed).
+func (s *Store) hide(ctx context.Context, hide []string) error {
 	topic := s.PurgedTopic()
 	if err := s.ensureTopic(ctx, topic, kafkago.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"}); err != nil {
-		return 0, err
+		return err
 	}
 	now := time.Now().UTC()
 	msgs := make([]kafkago.Message, len(hide))
@@ -147,11 +170,11 @@ func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 					first = e
 				}
 			}
-			return n, kafkasink.Classify(fmt.Errorf("dlq kafka: recording %d of %d purged ids in %s failed: %w", len(hide)-n, len(hide), topic, first))
+			return kafkasink.Classify(fmt.Errorf("dlq kafka: recording %d of %d purged ids in %s failed: %w", len(hide)-n, len(hide), topic, first))
 		}
-		return 0, kafkasink.Classify(fmt.Errorf("dlq kafka: recording purged ids in %s: %w", topic, err))
+		return kafkasink.Classify(fmt.Errorf("dlq kafka: recording purged ids in %s: %w", topic, err))
 	}
-	return len(hide), nil
+	return nil
 }
 
 // purged returns the ids recorded in the companion topic (none if it does

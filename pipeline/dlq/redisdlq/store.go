@@ -101,6 +101,22 @@ func (s *Store) scanRange(ctx context.Context, start, end string, fn func(string
 	}
 }
 
+// ScanKeys implements dlq.StepStore: the key is the stream id.
+func (s *Store) ScanKeys(ctx context.Context, fn func(key string, e *dlq.Entry) error) error {
+	return s.ScanIDs(ctx, fn)
+}
+
+// DeleteKeys implements dlq.StepStore: XDEL of the stream ids, no scan.
+func (s *Store) DeleteKeys(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := s.client.XDel(ctx, s.stream, keys...).Err(); err != nil {
+		return s.errorf("XDEL %d entries: %w", len(keys), sinkredis.ClassifyError(err))
+	}
+	return nil
+}
+
 // errStop ends a scan early.
 var errStop = errors.New("stop")
 
