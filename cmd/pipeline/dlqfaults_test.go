@@ -255,3 +255,47 @@ func TestDLQPurgeRefusesWhileAWriterRuns(t *testing.T) {
 		t.Fatalf("purge after the writer: %s", o)
 	}
 }
+
+// TestRemoteDLQIncludesItsFallback: a Redis DLQ whose server is down when
+// the run fails records: the entries go to the local fallback. `dlq stats`
+// on the Redis DLQ counts them, and `dlq replay` (after the fix) drains
+// them from the fallback.
+func TestRemoteDLQIncludesItsFallback(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartWith(t, testredis.Options{AOF: true})
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	const n = 300
+	writeTIDLines(t, in, n)
+	base := fmt.Sprintf(`sinks: [{name: out, type: file, file: {dir: %[1]s/out}}]
+windows: {metrics: []}
+dlq: {type: redis, redis: {addr: %[2]q, stream: dlq, timeout: 300ms}, file: {dir: %[1]s/fallback}}
+`, dir, srv.Addr())
+	before, after := filepath.Join(dir, "before.yaml"), filepath.Join(dir, "after.yaml")
+	if err := os.WriteFile(before, []byte(base), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(after, []byte(base+"parse: {jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	var out, errOut bytes.Buffer
+	run([]string{"replay", "-c", before, "--no-progress", in}, &out, &errOut)
+	inFallback := 0
+	if err := dlq.Scan(filepath.Join(dir, "fallback"), func(*dlq.Entry, dlq.Position) error { inFallback++; return nil }, nil); err != nil || inFallback != n {
+		t.Fatalf("%d entries in the fallback (%v), want %d\n%s", inFallback, err, n, errOut.String())
+	}
+	srv.Restart()
+	if st := dlqStatsOf(t, before); st.Total != n {
+		t.Fatalf("dlq stats on the Redis DLQ counts %d entries, want the %d in its fallback", st.Total, n)
+	}
+	if o := runOK(t, "dlq", "replay", "-c", after); !strings.Contains(o, fmt.Sprintf("replayed %d: %d delivered", n, n)) {
+		t.Fatalf("replay: %s", o)
+	}
+	if st := dlqStatsOf(t, after); st.Total != 0 {
+		t.Fatalf("%d entries left after the replay", st.Total)
+	}
+	if got := len(outputTraceIDs(t, filepath.Join(dir, "out"))); got != n {
+		t.Fatalf("%d records in the sink, want %d", got, n)
+	}
+}
