@@ -326,6 +326,7 @@ func (rb0 *replayBatcher) add(it *replayItem) *replayBatch {
 	}
 	rb.b.AddUnit(e.PayloadBytes(), e.Source.Offset, e.Source.Line, int64(len(e.PayloadBytes())), 0)
 	rb.b.Replays = append(rb.b.Replays, pipeline.Replay{Count: int32(e.ReplayCount + 1), From: rb.b.CopyString(e.ID)})
+	it.e = nil // the batch holds a copy of the payload; the entry may be large
 	rb.items = append(rb.items, it)
 	if len(rb.b.Units) >= rb0.cfg.Pipeline.BatchUnits || len(rb.b.Buf) >= int(rb0.cfg.Pipeline.BatchBytes) {
 		delete(rb0.open, k)
