@@ -19,7 +19,7 @@ build:
 vet:
 	$(GO) vet $(PKGS)
 
-# go vet; the allocation tests and the HLL accuracy test without the race
+# go vet; the allocation, memory and HLL accuracy tests without the race
 # detector (under -race sync.Pool drops objects at random, and counting
 # millions of values takes minutes, so they skip themselves there); then
 # the whole suite under the race detector. Tests that need a real
@@ -27,7 +27,7 @@ vet:
 # TRACEPIPE_REQUIRE_REDIS=1 a missing server fails them instead of skipping.
 test: vet
 	./scripts/ensure-redis
-	TRACEPIPE_REQUIRE_REDIS=1 $(GO) test -count=1 -run 'Alloc|Accuracy' $(PKGS)
+	TRACEPIPE_REQUIRE_REDIS=1 $(GO) test -count=1 -run 'Alloc|Accuracy|Memory' $(PKGS)
 	TRACEPIPE_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 test-short:

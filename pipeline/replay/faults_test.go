@@ -214,12 +214,12 @@ retry:
 	}
 }
 
-// TestDLQReplayStreams: a DLQ replay of 100,000 entries (~70 MB of
+// TestDLQReplayMemory: a DLQ replay of 100,000 entries (~70 MB of
 // payload) keeps memory bounded by the batches in flight: the peak heap
 // while it runs stays far below what holding the entries would take.
-func TestDLQReplayStreams(t *testing.T) {
-	if testing.Short() {
-		t.Skip("100,000 entries")
+func TestDLQReplayMemory(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("100,000 entries; measured without -race (make test runs it so)")
 	}
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.jsonl")
