@@ -150,10 +150,10 @@ func BenchmarkGunzip(b *testing.B) {
 	})
 }
 
-// BenchmarkReadDocuments reads 64 MiB of pretty-printed JSON arrays of 2,000
-// spans each, one after another (document framing, the bracket scanner).
-func BenchmarkReadDocuments(b *testing.B) {
-	lines := bytes.Split(bytes.TrimSpace(spanLines(benchSize*9/10)), []byte{'\n'})
+// prettyArrays returns about size bytes of pretty-printed JSON arrays of
+// 2,000 spans each, one after another.
+func prettyArrays(size int) []byte {
+	lines := bytes.Split(bytes.TrimSpace(spanLines(size*9/10)), []byte{'\n'})
 	var buf bytes.Buffer
 	for i, l := range lines {
 		switch {
@@ -168,7 +168,14 @@ func BenchmarkReadDocuments(b *testing.B) {
 			buf.WriteString("\n]\n")
 		}
 	}
-	benchRead(b, writeBenchFile(b, "spans.json", buf.Bytes()), int64(buf.Len()))
+	return buf.Bytes()
+}
+
+// BenchmarkReadDocuments reads 64 MiB of pretty-printed JSON arrays of 2,000
+// spans each, one after another (document framing, the bracket scanner).
+func BenchmarkReadDocuments(b *testing.B) {
+	data := prettyArrays(benchSize)
+	benchRead(b, writeBenchFile(b, "spans.json", data), int64(len(data)))
 }
 
 // BenchmarkSplitNDJSON is the splitter alone on an in-memory stream, units
@@ -187,4 +194,28 @@ func BenchmarkSplitNDJSON(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkSplitDocuments is the splitter alone on pretty-printed span
+// arrays (document framing, the bracket scanner), units not copied.
+func BenchmarkSplitDocuments(b *testing.B) {
+	data := prettyArrays(benchSize)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var s splitter
+	var br bytes.Reader
+	lim := splitterLimits{maxLine: DefaultMaxLineBytes, maxDoc: DefaultMaxDocumentBytes, keep: DefaultKeepBytes, readSize: DefaultReadBufferBytes}
+	units := 0
+	for b.Loop() {
+		br.Reset(data)
+		s.reset(&br, lim)
+		units = 0
+		for {
+			if _, ok := s.next(); !ok {
+				break
+			}
+			units++
+		}
+	}
+	b.ReportMetric(float64(units), "units/op")
 }

@@ -1,8 +1,14 @@
 // Package file is the file source: it resolves PATH arguments (files,
 // folders, globs) to a list of files, and reads them, plain, gzip or zstd,
 // concurrently into pipeline batches, cutting each file into units (lines of
-// NDJSON, or whole JSON documents) with the framing detected from its
-// content.
+// NDJSON, or whole JSON documents). A file whose name ends in .jsonl,
+// .ndjson or .log (before a .gz, .zst or .zstd) is lines; for any other the
+// framing is detected from its content. A document that fails to frame
+// (cut short, torn, too deep, too large) never swallows what follows it: see
+// the splitter.
+//
+// Only regular files are read: a FIFO, device or socket among the inputs is
+// a failed file (CodeNotRegular), found without blocking on it.
 //
 // Every unit is copied into its batch's buffer, so its bytes live as long as
 // the batch does (until the batch is Reset or Put back in the pool). Memory
@@ -18,6 +24,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -34,7 +42,9 @@ type Options struct {
 	// longer than this is too large. Default 1 MiB.
 	MaxLineBytes int
 	// MaxDocumentBytes: a JSON document (document framing) longer than this
-	// is too large. Default 16 MiB.
+	// fails to frame: its first bytes, up to the next line that starts
+	// with '{' or '[', become one too-large unit, and reading goes on from
+	// that line. Default 16 MiB.
 	MaxDocumentBytes int
 	// KeepBytes is how many first bytes of a too-large unit are kept, for
 	// the DLQ. Default 4096; capped at MaxLineBytes.
@@ -157,13 +167,14 @@ func (r *Reader) FilesDone() int64 { return r.filesDone.Load() }
 
 // Run reads files, Options.Concurrency at a time, and sends their batches on
 // out: each batch holds units of one file only, and the batches of one file
-// are sent in order, all sharing one *pipeline.Source. onErr is called once
-// per file that could not be opened or read to its end, from reader
-// goroutines, possibly concurrently (nil ignores errors); the units read
-// from that file before the error have been sent by then. An incomplete
-// unit the error cut short is not sent: the error's Offset covers it. Run
-// returns when every file is done or ctx is cancelled, and never closes out.
-// The receiver owns each batch it gets and must PutBatch it when done.
+// are sent in order, numbered by Seq 1, 2, 3..., all sharing one
+// *pipeline.Source. onErr is called once per file that could not be opened
+// or read to its end, from reader goroutines, possibly concurrently (nil
+// ignores errors); the units read from that file before the error have been
+// sent by then. An incomplete unit the error cut short is not sent: the
+// error's Offset covers it. Run returns when every file is done or ctx is
+// cancelled, and never closes out. The receiver owns each batch it gets and
+// must PutBatch it when done.
 func (r *Reader) Run(ctx context.Context, files []File, out chan<- *pipeline.Batch, onErr func(FileError)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -238,6 +249,41 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// CodeNotRegular is the FileError code of an input that is not a regular
+// file (a FIFO, a device, a socket): it is not read, since it may never end.
+const CodeNotRegular = "not_regular"
+
+// lineFramed reports whether a file's name says it holds one JSON value per
+// line: it ends in .jsonl, .ndjson or .log, once compression suffixes are
+// taken off. Such a file is never read as documents, whatever its first
+// bytes.
+func lineFramed(path string) bool {
+	name := strings.ToLower(filepath.Base(path))
+	for {
+		ext := filepath.Ext(name)
+		if ext != ".gz" && ext != ".zst" && ext != ".zstd" {
+			break
+		}
+		name = strings.TrimSuffix(name, ext)
+	}
+	return strings.HasSuffix(name, ".jsonl") || strings.HasSuffix(name, ".ndjson") || strings.HasSuffix(name, ".log")
+}
+
+// notRegular describes a file type that is not read.
+func notRegular(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
+}
+
 // Magic numbers of the compressed formats.
 var (
 	gzipMagic = []byte{0x1f, 0x8b}
@@ -257,13 +303,19 @@ func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipel
 	}
 	w.sp.reset(nil, w.limits())
 
-	fh, err := os.Open(f.Path)
+	fh, err := openInput(f.Path)
 	if err != nil {
 		return fail(openCode(err), err)
 	}
 	defer fh.Close()
-	if fi, err := fh.Stat(); err == nil && fi.IsDir() {
+	fi, err := fh.Stat()
+	switch {
+	case err != nil:
+		return fail(CodeStat, err)
+	case fi.IsDir():
 		return fail(CodeIsDir, errors.New("is a directory"))
+	case !fi.Mode().IsRegular():
+		return fail(CodeNotRegular, errors.New(notRegular(fi.Mode())+", not a regular file: not read"))
 	}
 
 	w.disk.src, w.disk.err = fh, nil
@@ -296,10 +348,15 @@ func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipel
 		src = w.zd
 	}
 	w.dec.src = src
-	w.sp.reset(&w.dec, w.limits())
+	lim := w.limits()
+	if lineFramed(f.Path) {
+		lim.framing = framingNDJSON
+	}
+	w.sp.reset(&w.dec, lim)
 
 	source := &pipeline.Source{ID: id, Kind: "file", Path: f.Path, Format: opts.Format}
 	var b *pipeline.Batch
+	var seq uint64 // batches of this file made so far
 	for {
 		u, ok := w.sp.next()
 		if !ok {
@@ -314,6 +371,8 @@ func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipel
 		if b == nil {
 			b = pipeline.GetBatch()
 			b.Source = source
+			seq++
+			b.Seq = seq
 			if cap(b.Buf) < opts.BatchBytes && f.Size > int64(opts.BatchBytes) {
 				b.Buf = make([]byte, 0, opts.BatchBytes)
 			}

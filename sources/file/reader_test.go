@@ -31,7 +31,8 @@ type result struct {
 // one Source per batch and per file, a resolved format, units in order.
 //
 // It also checks OnFileDone: once per file, with the file's index (its
-// batches' Source.ID) and exactly the number of its batches sent.
+// batches' Source.ID) and exactly the number of its batches sent; and Seq:
+// the batches of each file numbered 1, 2, 3... in the order received.
 func collect(t *testing.T, opts Options, files []File) result {
 	t.Helper()
 	var doneMu sync.Mutex
@@ -67,6 +68,9 @@ func collect(t *testing.T, opts Options, files []File) result {
 		src := b.Source
 		if src != nil {
 			perID[src.ID]++
+			if b.Seq != uint64(perID[src.ID]) {
+				t.Fatalf("batch %d of %s has Seq %d", perID[src.ID], src.Path, b.Seq)
+			}
 			if src.ID < 0 || src.ID >= len(files) || files[src.ID].Path != src.Path {
 				t.Fatalf("batch of %s has Source.ID %d", src.Path, src.ID)
 			}

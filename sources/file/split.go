@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/bits"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 )
@@ -34,51 +35,93 @@ const (
 	phaseDoc                  // inside a document
 )
 
+// Ways a document fails. A failed document does not swallow what follows it:
+// the splitter resynchronises (see nextDoc).
+const (
+	failNone    uint8 = iota
+	failEOF           // the input ended inside it
+	failNewline       // a raw newline inside a string: a torn line (JSON strings cannot hold one)
+	failDeep          // nested deeper than the depth limit
+	failBig           // longer than the size limit
+)
+
+// Results of docState.scan besides an end index.
+const (
+	scanMore = -1 // the document goes on past the bytes given
+	scanFail = -2 // the document failed: see docState.fail and docState.at
+)
+
+// DefaultMaxDepth is the nesting depth past which a document fails to frame.
+// It is above the parser's own limit (fastjson.MaxDepth, 300), so every
+// document the parser could take frames whole.
+const DefaultMaxDepth = 512
+
 // docState is the state of the string-aware bracket-depth scanner. It is
 // resumable: scan can be fed a stream in pieces of any size.
 type docState struct {
 	depth int
 	inStr bool
 	esc   bool
+	// open[:depth] holds the stream offsets of the open brackets, outermost
+	// first; len(open) is the depth limit.
+	open []int64
+	fail uint8 // after scanFail: how it failed
+	at   int   // after scanFail: the index in p of the byte it failed at
 }
 
 // byteClass marks the bytes the document scanner stops at outside strings.
 var byteClass = [256]bool{'{': true, '[': true, '}': true, ']': true, '"': true}
 
-// scan advances the state over p and returns the index just past the byte
-// that brings the depth back to zero (the end of the document), or -1 when
-// the document goes on past p. It is linear in len(p) and never recurses.
-// The caller starts a document by passing p beginning at its '{' or '['.
-func (st *docState) scan(p []byte) int {
-	depth, inStr, esc := st.depth, st.inStr, st.esc
+// scan advances the state over p, whose first byte is at stream offset off,
+// and returns the index just past the byte that brings the depth back to
+// zero (the end of the document), scanMore when the document goes on past
+// p, or scanFail when it cannot be a JSON document: a raw newline inside a
+// string (failNewline, at the newline) or an opening bracket past the depth
+// limit (failDeep, at that bracket, not consumed). It is linear in len(p)
+// and never recurses. The caller starts a document by passing p beginning
+// at its '{' or '['.
+func (st *docState) scan(p []byte, off int64) int {
+	depth, inStr, esc, open := st.depth, st.inStr, st.esc, st.open
 	i := 0
 	for i < len(p) {
 		if inStr {
-			// Inside a string only '"' and '\\' matter: jump to the next of
-			// them.
 			if esc {
+				if p[i] == '\n' {
+					break
+				}
 				esc = false
 				i++
 				continue
 			}
-			// Skip 8 bytes at a time while none is '"' or '\\'.
-			for i+8 <= len(p) {
+			// Inside a string only '"', '\\' and a (forbidden) newline
+			// matter: look 8 bytes at a time; the lowest bit of the mask
+			// marks the first of them.
+			for {
+				if i+8 > len(p) {
+					for i < len(p) && !strStop[p[i]] {
+						i++
+					}
+					break
+				}
 				v := binary.LittleEndian.Uint64(p[i:])
-				if hasByte(v, '"')|hasByte(v, '\\') != 0 {
+				if m := hasByte(v, '"') | hasByte(v, '\\') | hasByte(v, '\n'); m != 0 {
+					i += bits.TrailingZeros64(m) >> 3
 					break
 				}
 				i += 8
 			}
-			for i < len(p) && p[i] != '"' && p[i] != '\\' {
-				i++
-			}
 			if i == len(p) {
 				break
 			}
-			if p[i] == '\\' {
-				esc = true
-			} else {
+			switch p[i] {
+			case '"':
 				inStr = false
+			case '\\':
+				esc = true
+			default: // a newline
+				st.depth, st.inStr, st.esc = depth, inStr, esc
+				st.fail, st.at = failNewline, i
+				return scanFail
 			}
 			i++
 			continue
@@ -92,6 +135,12 @@ func (st *docState) scan(p []byte) int {
 		case '"':
 			inStr = true
 		case '{', '[':
+			if uint(depth) >= uint(len(open)) {
+				st.depth, st.inStr, st.esc = depth, inStr, esc
+				st.fail, st.at = failDeep, i-1
+				return scanFail
+			}
+			open[depth] = off + int64(i-1)
 			depth++
 		default: // '}' or ']'
 			depth--
@@ -102,7 +151,20 @@ func (st *docState) scan(p []byte) int {
 		}
 	}
 	st.depth, st.inStr, st.esc = depth, inStr, esc
-	return -1
+	if i < len(p) { // stopped at a newline right after a backslash
+		st.fail, st.at = failNewline, i
+		return scanFail
+	}
+	return scanMore
+}
+
+// strStop marks the bytes the document scanner stops at inside strings.
+var strStop = [256]bool{'"': true, '\\': true, '\n': true}
+
+// start prepares st for a document, with open as its stack (and depth
+// limit).
+func (st *docState) start(open []int64) {
+	*st = docState{open: open}
 }
 
 // hasByte is non-zero when one of the 8 bytes of v is c.
@@ -129,19 +191,30 @@ func isBlank(p []byte) bool {
 // bytes and no error.
 var errNoProgress = errors.New("reader returned no data and no error 100 times")
 
-// splitterLimits bounds what a splitter keeps in memory.
+// splitterLimits configures a splitter and bounds what it keeps in memory.
 type splitterLimits struct {
 	maxLine  int // a line longer than this is too large
-	maxDoc   int // a document longer than this is too large
+	maxDoc   int // a document longer than this fails to frame
+	maxDepth int // a document nested deeper than this fails to frame; 0 means DefaultMaxDepth
 	keep     int // bytes kept of a too-large unit
 	readSize int // initial (and usual) buffer size
+	// framing, when not framingUnknown, is used whatever the content: the
+	// reader sets framingNDJSON for a file whose name says it holds lines.
+	framing framing
 }
 
 // splitter cuts a decompressed stream into units: lines (NDJSON) or top-level
-// JSON documents, with the framing detected from the first bytes. Its buffer
-// grows to at most about the largest allowed unit plus two bytes (or
-// readSize, if larger); anything longer is skipped through without being
-// held, keeping only its first lim.keep bytes.
+// JSON documents, with the framing detected from the first bytes unless the
+// limits impose it. Its buffer grows to at most about the largest allowed
+// unit plus two bytes (or readSize, if larger); anything longer is skipped
+// through without being held, keeping only its first lim.keep bytes.
+//
+// In document framing, a document that fails (the input ends inside it, a
+// raw newline inside one of its strings, too deep, too large) cannot swallow
+// what follows it: the bytes from its start up to the next line that begins
+// with '{' or '[' at column 0 become one unit (which the parser rejects),
+// and splitting goes on from that line. What the failed scan learnt is
+// reused (see region), so no byte is scanned more than a few times.
 //
 // A splitter is not safe for concurrent use. It is reused across files with
 // reset.
@@ -158,17 +231,50 @@ type splitter struct {
 	mode  framing
 	phase uint8    // document mode: phaseBetween or phaseDoc
 	doc   docState // document mode: state of the current document's scan
+	sub   docState // rescans of documents inside a region, and detect
+	// stack backs doc.open, which is stack[lo:lo+maxDepth]; it is twice as
+	// long so that a document resumed from inside a failed one (see resume)
+	// keeps its whole depth limit without copying each time.
+	stack []int64
+	lo    int
+	rg    region
 
 	eof bool
 	err error // the read error that ended the stream early, if any
 
 	keepBuf []byte // first bytes of a too-large unit, reused
+
+	// work counts the bytes the document-mode code scanned or searched,
+	// and fallbacks the times a region rescan disagreed with the scan it
+	// replays (never, unless there is a bug): for tests.
+	work      int64
+	fallbacks int
+}
+
+// region is what the splitter knows after a document failed at stream
+// offset end: every unit starting before end is decided by the failed
+// scan. Units there start outside strings (a string cannot cross a line, and
+// units start after a line or a closed document), so a document starting at
+// such a unit start is in step with the failed scan: it ends where that
+// scan came back to the depth it started at, or, if that did not happen
+// before end (its bracket is still in doc.open[k:doc.depth]), it fails at
+// end the same way (failEOF, failNewline) or goes on past end from the
+// failed scan's state (failDeep, failBig). So a document inside a region is
+// rescanned at most once, and only when it ends inside it.
+type region struct {
+	active bool
+	end    int64 // stream offset where the document failed
+	kind   uint8 // how it failed
+	k      int   // doc.open[k:doc.depth]: the brackets still open at end, not yet passed
 }
 
 // reset prepares s to split src, keeping its buffers.
 func (s *splitter) reset(src io.Reader, lim splitterLimits) {
 	if lim.readSize < 16 {
 		lim.readSize = 16
+	}
+	if lim.maxDepth <= 0 {
+		lim.maxDepth = DefaultMaxDepth
 	}
 	if lim.keep > lim.maxLine {
 		lim.keep = lim.maxLine
@@ -182,7 +288,12 @@ func (s *splitter) reset(src io.Reader, lim splitterLimits) {
 		s.buf = make([]byte, lim.readSize)
 	}
 	s.buf = s.buf[:cap(s.buf)]
-	*s = splitter{src: src, lim: lim, buf: s.buf, line: 1, keepBuf: s.keepBuf[:0]}
+	stack, subOpen := s.stack, s.sub.open
+	if len(stack) != 2*lim.maxDepth {
+		stack, subOpen = make([]int64, 2*lim.maxDepth), make([]int64, lim.maxDepth)
+	}
+	*s = splitter{src: src, lim: lim, buf: s.buf, line: 1, keepBuf: s.keepBuf[:0], stack: stack}
+	s.sub.open = subOpen
 }
 
 // offset returns the number of decompressed bytes read so far.
@@ -254,12 +365,13 @@ func (s *splitter) next() (u unit, ok bool) {
 }
 
 // detect decides the framing from the first bytes. A UTF-8 byte order mark at
-// the very start is dropped, then leading whitespace. After it, '[' means
-// documents; '{' means NDJSON when its first line is a complete value by
-// itself or longer than the line limit (it is then a too-large line: a line
-// limit applies to one line whatever its position in the file), and
-// documents otherwise (a pretty-printed document); anything else means
-// NDJSON. It returns false when the stream holds no unit at all.
+// the very start is dropped, then leading whitespace. Then the framing the
+// limits impose, if any, is taken. Else '[' means documents; '{' means
+// NDJSON when its first line is a complete value by itself or longer than
+// the line limit (it is then a too-large line: a line limit applies to one
+// line whatever its position in the file), and documents otherwise (a
+// pretty-printed document); anything else means NDJSON. It returns false
+// when the stream holds no unit at all.
 func (s *splitter) detect() bool {
 	max := s.bufMax(s.lim.maxLine)
 	for !s.eof && s.w < 3 {
@@ -284,13 +396,17 @@ func (s *splitter) detect() bool {
 		s.fill(max)
 	}
 	s.mode = framingNDJSON
-	switch s.buf[s.r] {
-	case '[':
+	switch {
+	case s.lim.framing != framingUnknown:
+		s.mode = s.lim.framing
+	case s.buf[s.r] == '[':
 		s.mode = framingDocument
-	case '{':
+	case s.buf[s.r] == '{':
 		// Is the first line a complete value? Look at most one line limit
 		// ahead.
-		var st docState
+		st := &s.sub
+		st.start(st.open)
+		failed := false
 		i := s.r
 		for {
 			nl := bytes.IndexByte(s.buf[i:s.w], '\n')
@@ -298,8 +414,11 @@ func (s *splitter) detect() bool {
 			if nl >= 0 {
 				end = i + nl
 			}
-			for i < end {
-				j := st.scan(s.buf[i:end])
+			for i < end && !failed {
+				j := st.scan(s.buf[i:end], 0)
+				if j == scanFail { // too deep: not a value a line could hold
+					failed = true
+				}
 				if j < 0 {
 					break
 				}
@@ -307,7 +426,7 @@ func (s *splitter) detect() bool {
 			}
 			i = end
 			if nl >= 0 || s.eof {
-				if (st.depth != 0 || st.inStr) && end-s.r <= s.lim.maxLine {
+				if (failed || st.depth != 0 || st.inStr) && end-s.r <= s.lim.maxLine {
 					s.mode = framingDocument
 				}
 				break
@@ -431,7 +550,17 @@ func (s *splitter) skipLine() (u unit, ok, done bool) {
 }
 
 // nextDoc returns the next document, or the next run of junk (bytes that
-// cannot start a document, up to the end of their line).
+// cannot start a document, up to the end of their line), or the bad part
+// of a document that failed to frame.
+//
+// A document fails when the input ends inside it, when one of its strings
+// holds a raw newline (a torn line: JSON strings cannot), when it nests
+// deeper than lim.maxDepth or is longer than lim.maxDoc. Its bad part, from
+// its start up to the next line that begins with '{' or '[' at column 0
+// (or the end of the input), is one unit, and splitting goes on from that
+// line as if from scratch. Scanning from scratch would rescan what the
+// failed scan saw; the region it leaves behind answers instead (see
+// region), so the work stays linear in the input.
 func (s *splitter) nextDoc() (unit, bool) {
 	for {
 		if s.phase == phaseBetween {
@@ -448,82 +577,249 @@ func (s *splitter) nextDoc() (unit, bool) {
 				s.fill(s.bufMax(s.lim.maxDoc))
 				continue
 			}
+			pos := s.base + int64(i)
+			if s.rg.active && pos >= s.rg.end {
+				s.rg.active = false
+			}
 			if c := s.buf[i]; c != '{' && c != '[' {
 				// Junk: a line's worth of it is one unit.
-				return s.nextLine()
+				u, ok := s.nextLine()
+				s.passed()
+				return u, ok
+			}
+			if s.rg.active {
+				if s.rg.k < s.doc.depth && s.doc.open[s.rg.k] == pos {
+					// Still open where the region's document failed.
+					if s.rg.kind == failEOF || s.rg.kind == failNewline {
+						return s.badUnit(s.rg.kind)
+					}
+					s.resume()
+					continue
+				}
+				if u, ok := s.subDoc(); ok {
+					return u, true
+				}
 			}
 			s.phase = phaseDoc
-			s.doc = docState{}
+			s.lo = 0
+			s.doc.start(s.stack[:s.lim.maxDepth])
 		}
-		if j := s.doc.scan(s.buf[s.scan:s.w]); j >= 0 {
-			end := s.scan + j
+		limit := s.r + s.lim.maxDoc // the document must end before it
+		end := min(s.w, limit)
+		j := s.doc.scan(s.buf[s.scan:end], s.base+int64(s.scan))
+		if j >= 0 {
+			s.work += int64(j)
 			s.phase = phaseBetween
-			return s.docUnit(end, 0), true
+			return s.docUnit(s.scan + j), true
 		}
-		s.scan = s.w
+		if j == scanFail {
+			s.work += int64(s.doc.at)
+			return s.failDoc(s.doc.fail, s.scan+s.doc.at)
+		}
+		s.work += int64(end - s.scan)
+		s.scan = end
+		if end == limit {
+			return s.failDoc(failBig, end)
+		}
 		if s.eof {
-			s.phase = phaseBetween
 			if s.err != nil {
+				// A read error cut the document short: no unit.
+				s.phase = phaseBetween
 				return unit{}, false
 			}
-			return s.docUnit(s.w, pipeline.UnitTruncated), true
-		}
-		if s.w-s.r > s.lim.maxDoc {
-			if u, ok := s.skipDoc(); ok {
-				return u, true
-			}
-			return unit{}, false
+			return s.failDoc(failEOF, end)
 		}
 		s.fill(s.bufMax(s.lim.maxDoc))
 	}
 }
 
-// docUnit makes a unit of buf[r:end], a whole document (or what the stream
-// held of it), and consumes it.
-func (s *splitter) docUnit(end int, flags uint8) unit {
+// docUnit makes a unit of buf[r:end], a whole document, and consumes it.
+func (s *splitter) docUnit(end int) unit {
 	p := s.buf[s.r:end]
-	u := unit{Data: p, Offset: s.base + int64(s.r), Line: s.line, Size: int64(len(p)), Flags: flags}
-	if len(p) > s.lim.maxDoc {
-		u.Data = p[:s.lim.keep]
-		u.Flags |= pipeline.UnitTooLarge
-	}
+	u := unit{Data: p, Offset: s.base + int64(s.r), Line: s.line, Size: int64(len(p))}
 	s.line += int64(bytes.Count(p, []byte{'\n'}))
 	s.r, s.scan = end, end
 	return u
 }
 
-// skipDoc handles a document known to be too large: it keeps its first bytes
-// and scans on, without holding the rest, to the document's end. ok is false
-// only when a read error ended the stream inside the document.
-func (s *splitter) skipDoc() (unit, bool) {
-	p := s.buf[s.r:s.w]
-	s.keepBuf = append(s.keepBuf[:0], p[:s.lim.keep]...)
-	u := unit{Data: s.keepBuf, Offset: s.base + int64(s.r), Line: s.line, Flags: pipeline.UnitTooLarge}
-	size := int64(len(p))
-	s.line += int64(bytes.Count(p, []byte{'\n'}))
-	s.r, s.scan = s.w, s.w
+// failDoc handles the document at buf[r:] failing the given way at buf[at]:
+// it opens the region the failed scan describes and returns the bad part.
+func (s *splitter) failDoc(kind uint8, at int) (unit, bool) {
+	s.phase = phaseBetween
+	s.rg = region{active: true, end: s.base + int64(at), kind: kind}
+	return s.badUnit(kind)
+}
+
+// passed ends the region, or drops its open brackets, that units up to
+// buf[r] have passed.
+func (s *splitter) passed() {
+	if !s.rg.active {
+		return
+	}
+	pos := s.base + int64(s.r)
+	if pos >= s.rg.end {
+		s.rg.active = false
+		return
+	}
+	for s.rg.k < s.doc.depth && s.doc.open[s.rg.k] < pos {
+		s.rg.k++
+	}
+}
+
+// resume goes on with the document that starts at buf[r], the bracket
+// doc.open[rg.k] of the region's failed document, from where that one
+// failed: its state there is the failed one's, less the rg.k brackets
+// outside it. Only for failDeep and failBig, which do not fail it.
+func (s *splitter) resume() {
+	k := s.rg.k
+	depth := s.doc.depth - k
+	s.lo += k
+	if s.lo+s.lim.maxDepth > len(s.stack) {
+		copy(s.stack, s.stack[s.lo:s.lo+depth])
+		s.lo = 0
+	}
+	s.doc.open = s.stack[s.lo : s.lo+s.lim.maxDepth]
+	s.doc.depth = depth
+	s.scan = int(s.rg.end - s.base)
+	s.phase = phaseDoc
+	s.rg.active = false
+}
+
+// subDoc returns the document at buf[r], inside the region and closed
+// before its end. ok is false if the rescan does not find it so (a bug:
+// the region is then dropped and the caller scans afresh).
+func (s *splitter) subDoc() (unit, bool) {
+	end := int(s.rg.end - s.base)
+	s.sub.start(s.sub.open)
+	j := s.sub.scan(s.buf[s.r:end], s.base+int64(s.r))
+	if j < 0 {
+		s.work += int64(end - s.r)
+		s.fallbacks++
+		s.rg.active = false
+		return unit{}, false
+	}
+	s.work += int64(j)
+	u := s.docUnit(s.r + j)
+	s.passed()
+	return u, true
+}
+
+// isStart reports whether c begins a unit at the start of a line after a
+// failure.
+func isStart(c byte) bool { return c == '{' || c == '[' }
+
+// badUnit returns the bad part of a failed document starting at buf[r]:
+// the bytes up to the newline before the next line that begins with '{' or
+// '[', or to the end of the input. It is UnitTooLarge when longer than
+// lim.maxDoc (its Size counts trailing whitespace); else its trailing
+// whitespace is dropped. It is flagged UnitTruncated when the document
+// failed because the input ended inside it and the part runs to that end.
+// ok is false when a read error cut it short.
+func (s *splitter) badUnit(kind uint8) (unit, bool) {
+	from := s.r + 1 // where the search for a newline resumes
+	q := -1         // the next unit's start
 	for {
+		if n := bytes.IndexByte(s.buf[from:s.w], '\n'); n >= 0 {
+			s.work += int64(n + 1)
+			n += from
+			if n+1 < s.w {
+				if isStart(s.buf[n+1]) {
+					q = n + 1
+					break
+				}
+				from = n + 1
+				continue
+			}
+			from = n // look at the byte after it once it is read
+		} else {
+			s.work += int64(s.w - from)
+			from = s.w
+		}
 		if s.eof {
 			if s.err != nil {
 				return unit{}, false
 			}
-			u.Flags |= pipeline.UnitTruncated
 			break
+		}
+		// With no start in buf[r:w], the part ends at w-1 or later.
+		if s.w-s.r > s.lim.maxDoc+1 {
+			return s.skipBad(kind, from)
+		}
+		r := s.r
+		s.fill(s.bufMax(s.lim.maxDoc))
+		from -= r - s.r
+	}
+	end, next := s.w, s.w
+	if q >= 0 {
+		end, next = q-1, q
+	}
+	p := s.buf[s.r:end]
+	u := unit{Offset: s.base + int64(s.r), Line: s.line, Size: int64(len(p))}
+	if q < 0 && kind == failEOF {
+		u.Flags = pipeline.UnitTruncated
+	}
+	if len(p) > s.lim.maxDoc {
+		u.Data = p[:s.lim.keep]
+		u.Flags |= pipeline.UnitTooLarge
+	} else {
+		for isSpace(p[len(p)-1]) { // p[0] is a bracket
+			p = p[:len(p)-1]
+		}
+		u.Data, u.Size = p, int64(len(p))
+	}
+	s.line += int64(bytes.Count(s.buf[s.r:next], []byte{'\n'}))
+	s.r, s.scan = next, next
+	s.passed()
+	return u, true
+}
+
+// skipBad is badUnit for a part known to be too large: it keeps its first
+// bytes and reads on, without holding the rest, to the next line that
+// begins with '{' or '['. buf[r:from] holds no line start, and from is w,
+// or w-1 holding a newline.
+func (s *splitter) skipBad(kind uint8, from int) (unit, bool) {
+	s.keepBuf = append(s.keepBuf[:0], s.buf[s.r:s.r+s.lim.keep]...)
+	u := unit{Data: s.keepBuf, Offset: s.base + int64(s.r), Line: s.line, Flags: pipeline.UnitTooLarge}
+	consume := func(to int) {
+		s.line += int64(bytes.Count(s.buf[s.r:to], []byte{'\n'}))
+		s.r, s.scan = to, to
+	}
+	for {
+		if n := bytes.IndexByte(s.buf[from:s.w], '\n'); n >= 0 {
+			s.work += int64(n + 1)
+			n += from
+			if n+1 < s.w {
+				if isStart(s.buf[n+1]) {
+					u.Size = s.base + int64(n) - u.Offset
+					consume(n + 1)
+					break
+				}
+				from = n + 1
+				continue
+			}
+			from = n
+		} else {
+			s.work += int64(s.w - from)
+			from = s.w
+		}
+		if s.eof {
+			if s.err != nil {
+				return unit{}, false
+			}
+			u.Size = s.base + int64(s.w) - u.Offset
+			if kind == failEOF {
+				u.Flags |= pipeline.UnitTruncated
+			}
+			consume(s.w)
+			break
+		}
+		// Drop all but what the search still needs: a newline at the end.
+		if from > s.r {
+			consume(from)
 		}
 		s.fill(s.bufMax(s.lim.maxDoc))
-		p := s.buf[s.r:s.w]
-		if j := s.doc.scan(p); j >= 0 {
-			p = p[:j]
-			size += int64(len(p))
-			s.line += int64(bytes.Count(p, []byte{'\n'}))
-			s.r, s.scan = s.r+j, s.r+j
-			break
-		}
-		size += int64(len(p))
-		s.line += int64(bytes.Count(p, []byte{'\n'}))
-		s.r, s.scan = s.w, s.w
+		from = s.r
 	}
-	s.phase = phaseBetween
-	u.Size = size
+	s.passed()
 	return u, true
 }
