@@ -73,8 +73,9 @@ func openCode(err error) string {
 // entered once, so link loops end), or a glob in filepath.Match syntax where a
 // path element "**" also matches any number of directories. A glob's matches
 // that are folders are read recursively too. Inside folders only regular
-// files are taken; a file named explicitly may be anything that opens (a
-// pipe, say).
+// files are taken; a file named explicitly is returned whatever it is, and
+// the reader refuses a non-regular one (a FIFO, a device) as one `file`
+// failure (code not_regular) instead of blocking on it.
 //
 // The files come back sorted by path and deduplicated, by cleaned path and,
 // where the system tells, by identity (one file reached by two paths is read
