@@ -1,14 +1,14 @@
 // Package kafka is the Kafka sink: records are produced to one topic with
 // segmentio/kafka-go, one JSON document per message (sinks.AppendRecord,
 // without the newline), keyed by trace id so that a trace stays in one
-// partition. It also holds what other Kafka clients of the project share:
-// the transport built from config.Kafka (TLS, SASL PLAIN and SCRAM), and
-// the classification of Kafka errors into stable codes and permanent or
-// transient (Code, Classify).
+// partition. The connection (TLS, SASL PLAIN and SCRAM) and the
+// classification of Kafka errors are internal/kafkaconn's, shared with the
+// Kafka DLQ backend.
 package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +20,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/kafkaconn"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/sinks"
 )
@@ -52,6 +53,13 @@ type Sink struct {
 }
 
 var _ pipeline.Sink = (*Sink)(nil)
+
+// Option adjusts New.
+type Option = kafkaconn.Option
+
+// WithTLSConfig replaces the default TLS client config (system roots,
+// TLS 1.2+), e.g. to trust a private CA; it turns TLS on.
+func WithTLSConfig(c *tls.Config) Option { return kafkaconn.WithTLSConfig(c) }
 
 // scratch is one Write's encoding buffer and message slice, pooled.
 type scratch struct {
@@ -115,7 +123,7 @@ func New(name string, cfg config.KafkaSink, log *slog.Logger, opts ...Option) (*
 	if cfg.BatchSize < 0 || cfg.BatchBytes < 0 || cfg.Linger < 0 {
 		return fail("batch_size, batch_bytes and linger must not be negative")
 	}
-	tr, err := NewTransport(cfg.Kafka, ApplyOptions(opts))
+	tr, err := kafkaconn.NewTransport(cfg.Kafka, kafkaconn.ApplyOptions(opts))
 	if err != nil {
 		return fail("%w", err)
 	}
@@ -136,8 +144,8 @@ func New(name string, cfg config.KafkaSink, log *slog.Logger, opts ...Option) (*
 			BatchSize:    cfg.BatchSize,
 			BatchBytes:   int64(cfg.BatchBytes),
 			BatchTimeout: linger,
-			ReadTimeout:  timeout(cfg.Kafka),
-			WriteTimeout: timeout(cfg.Kafka),
+			ReadTimeout:  kafkaconn.Timeout(cfg.Kafka),
+			WriteTimeout: kafkaconn.Timeout(cfg.Kafka),
 			RequiredAcks: acks,
 			Compression:  codec,
 			Transport:    tr,
@@ -177,20 +185,20 @@ func (s *Sink) Check(ctx context.Context) error {
 	cl := &kafkago.Client{Addr: s.w.Addr, Transport: s.tr, Timeout: s.w.ReadTimeout}
 	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{s.topic}})
 	if err != nil {
-		return Classify(fmt.Errorf("kafka sink %s: metadata: %w", s.name, err))
+		return kafkaconn.Classify(fmt.Errorf("kafka sink %s: metadata: %w", s.name, err))
 	}
 	for _, t := range md.Topics {
 		if t.Name == s.topic {
 			if t.Error != nil {
-				return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, t.Error))
+				return kafkaconn.Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, t.Error))
 			}
 			if len(t.Partitions) == 0 {
-				return Classify(fmt.Errorf("kafka sink %s: topic %s has no partitions: %w", s.name, s.topic, kafkago.UnknownTopicOrPartition))
+				return kafkaconn.Classify(fmt.Errorf("kafka sink %s: topic %s has no partitions: %w", s.name, s.topic, kafkago.UnknownTopicOrPartition))
 			}
 			return nil
 		}
 	}
-	return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, kafkago.UnknownTopicOrPartition))
+	return kafkaconn.Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, kafkago.UnknownTopicOrPartition))
 }
 
 // Write implements pipeline.Sink: each record of recs becomes one message
@@ -201,7 +209,7 @@ func (s *Sink) Check(ctx context.Context) error {
 // returns a *pipeline.PartialError naming only those records, so the ones
 // the broker took are not sent again. The error carries a code
 // (pipeline.Coded) and is pipeline.Permanent when retrying cannot fix any
-// of the failed ones (see Code).
+// of the failed ones (see kafkaconn.Code).
 //
 // Write encodes into pooled scratch space, never into b (other sinks and
 // retries may be reading b at the same time), and keeps no view into b
@@ -248,7 +256,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch, recs []int32) error
 			// WriteMessages may have returned before the writer is done
 			// with the messages: leave the scratch to the GC.
 			s.errs.Add(1)
-			return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, ctx.Err()))
+			return kafkaconn.Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, ctx.Err()))
 		}
 		sent := n
 		if werr != nil {
@@ -274,7 +282,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch, recs []int32) error
 		clear(msgs)
 	}
 	if len(sc.big) > 0 {
-		tooLarge := Classify(fmt.Errorf("kafka sink %s: topic %s: %d records are over batch_bytes %d encoded: %w",
+		tooLarge := kafkaconn.Classify(fmt.Errorf("kafka sink %s: topic %s: %d records are over batch_bytes %d encoded: %w",
 			s.name, s.topic, len(sc.big), s.batchBytes, kafkago.MessageSizeTooLarge))
 		// With transient failures besides, the error stays transient:
 		// the retry sends those again, and the large ones fail alone,
@@ -321,8 +329,8 @@ func mergeSorted(a, b []int32) []int32 {
 // refresh (up to 6s), so without this a broker that is back would still be
 // reported down for seconds. Requests in flight keep their pool.
 func (s *Sink) resetOnNetworkError(err error) {
-	switch code, _ := Code(err); code {
-	case CodeBrokerUnavailable, CodeNetwork, CodeTimeout:
+	switch code, _ := kafkaconn.Code(err); code {
+	case kafkaconn.CodeBrokerUnavailable, kafkaconn.CodeNetwork, kafkaconn.CodeTimeout:
 		s.tr.CloseIdleConnections()
 	}
 }
@@ -334,7 +342,7 @@ func (s *Sink) resetOnNetworkError(err error) {
 func (s *Sink) describe(err error, total int) error {
 	var werrs kafkago.WriteErrors
 	if !errors.As(err, &werrs) {
-		return Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, err))
+		return kafkaconn.Classify(fmt.Errorf("kafka sink %s: topic %s: %w", s.name, s.topic, err))
 	}
 	var transient, perm error
 	failed := 0
@@ -343,7 +351,7 @@ func (s *Sink) describe(err error, total int) error {
 			continue
 		}
 		failed++
-		if _, p := Code(e); p {
+		if _, p := kafkaconn.Code(e); p {
 			if perm == nil {
 				perm = e
 			}
@@ -358,7 +366,7 @@ func (s *Sink) describe(err error, total int) error {
 	if cause == nil { // cannot happen: kafka-go returns WriteErrors only with errors
 		cause = errors.New("write failed")
 	}
-	return Classify(fmt.Errorf("kafka sink %s: topic %s: %d of %d messages failed: %w",
+	return kafkaconn.Classify(fmt.Errorf("kafka sink %s: topic %s: %d of %d messages failed: %w",
 		s.name, s.topic, failed, total, cause))
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/kafkaconn"
 	"github.com/tracepipe/tracepipe/internal/testkafka"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/sinks"
@@ -270,7 +271,7 @@ func TestTransientErrors(t *testing.T) {
 	if err == nil || errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("err %v, want transient", err)
 	}
-	if cd := code(err); cd != kafkasink.CodeBrokerUnavailable && cd != kafkasink.CodeNetwork {
+	if cd := code(err); cd != kafkaconn.CodeBrokerUnavailable && cd != kafkaconn.CodeNetwork {
 		t.Fatalf("code %q for %v", cd, err)
 	}
 
@@ -279,7 +280,7 @@ func TestTransientErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = write()
-	if !errors.Is(err, pipeline.ErrPermanent) || code(err) != kafkasink.CodeClosed {
+	if !errors.Is(err, pipeline.ErrPermanent) || code(err) != kafkaconn.CodeClosed {
 		t.Fatalf("after Close: %v (code %q)", err, code(err))
 	}
 }
@@ -388,7 +389,7 @@ func TestTLS(t *testing.T) {
 	cfg.Timeout = 3 * time.Second
 	untrusting := newSink(t, cfg)
 	err := untrusting.Write(context.Background(), b, pipeline.DeliverableRecords(b))
-	if code(err) != kafkasink.CodeTLS || errors.Is(err, pipeline.ErrPermanent) {
+	if code(err) != kafkaconn.CodeTLS || errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("untrusted certificate: %v (code %q)", err, code(err))
 	}
 }
@@ -407,41 +408,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := kafkasink.New("k", cfg, quiet()); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
-	}
-}
-
-func TestCodes(t *testing.T) {
-	for _, tc := range []struct {
-		err       error
-		code      string
-		permanent bool
-	}{
-		{kafkago.MessageSizeTooLarge, "message_size_too_large", true},
-		{fmt.Errorf("x: %w", kafkago.InvalidTopic), "invalid_topic", true},
-		{kafkago.InvalidRecord, "invalid_record", true},
-		{kafkago.UnsupportedCompressionType, "unsupported_compression_type", true},
-		{kafkago.InvalidMessage, "invalid_message", true},
-		{kafkago.LeaderNotAvailable, "leader_not_available", false},
-		{kafkago.NotEnoughReplicas, "not_enough_replicas", false},
-		{kafkago.NotEnoughReplicasAfterAppend, "not_enough_replicas_after_append", false},
-		{kafkago.BrokerNotAvailable, "broker_not_available", false},
-		{kafkago.RequestTimedOut, "request_timed_out", false},
-		{kafkago.NetworkException, "network_exception", false},
-		{kafkago.Error(9999), "kafka_error_9999", false},
-		{context.DeadlineExceeded, "timeout", false},
-		{errors.New("?"), "kafka", false},
-	} {
-		c, p := kafkasink.Code(tc.err)
-		if c != tc.code || p != tc.permanent {
-			t.Errorf("%v: code %q permanent %t, want %q %t", tc.err, c, p, tc.code, tc.permanent)
-		}
-		err := kafkasink.Classify(tc.err)
-		if code(err) != tc.code || errors.Is(err, pipeline.ErrPermanent) != tc.permanent || !errors.Is(err, tc.err) {
-			t.Errorf("Classify(%v) = %v", tc.err, err)
-		}
-	}
-	if kafkasink.Classify(nil) != nil {
-		t.Error("Classify(nil) != nil")
 	}
 }
 

@@ -73,9 +73,9 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/kafkaconn"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	kafkasink "github.com/tracepipe/tracepipe/sinks/kafka"
 )
 
 // Backend is the Kafka DLQ backend; it implements dlq.Backend.
@@ -145,9 +145,9 @@ func Open(cfg config.DLQKafka, log *slog.Logger, opts ...Option) (*Backend, erro
 // unreachable reports whether err says the brokers could not be reached
 // (as opposed to refusing something).
 func unreachable(err error) bool {
-	code, _ := kafkasink.Code(err)
+	code, _ := kafkaconn.Code(err)
 	switch code {
-	case kafkasink.CodeBrokerUnavailable, kafkasink.CodeNetwork, kafkasink.CodeTimeout, kafkasink.CodeTLS:
+	case kafkaconn.CodeBrokerUnavailable, kafkaconn.CodeNetwork, kafkaconn.CodeTimeout, kafkaconn.CodeTLS:
 		return true
 	}
 	return false
@@ -338,11 +338,11 @@ func (b *Backend) deliver(batch []*dlq.Entry) {
 		var ackM []kafkago.Message
 		if errors.As(err, &werrs) && len(werrs) == len(msgs) {
 			for i, we := range werrs {
-				switch _, permanent := kafkasink.Code(we); {
+				switch _, permanent := kafkaconn.Code(we); {
 				case we == nil:
 					ackE, ackM = append(ackE, entries[i]), append(ackM, msgs[i])
 				case permanent:
-					b.refused(entries[i:i+1], kafkasink.Classify(we))
+					b.refused(entries[i:i+1], kafkaconn.Classify(we))
 				default:
 					retryE, retryM = append(retryE, entries[i]), append(retryM, msgs[i])
 				}
@@ -355,8 +355,8 @@ func (b *Backend) deliver(batch []*dlq.Entry) {
 					deadline = now.Add(b.o.timeout)
 				}
 			}
-		} else if _, permanent := kafkasink.Code(err); permanent {
-			b.refused(entries, kafkasink.Classify(err))
+		} else if _, permanent := kafkaconn.Code(err); permanent {
+			b.refused(entries, kafkaconn.Classify(err))
 			return
 		} else {
 			retryE, retryM = entries, msgs
@@ -367,7 +367,7 @@ func (b *Backend) deliver(batch []*dlq.Entry) {
 		entries, msgs = retryE, retryM
 		if time.Now().Add(backoff).After(deadline) {
 			b.markDown(err)
-			b.fallback(entries, kafkasink.Classify(err))
+			b.fallback(entries, kafkaconn.Classify(err))
 			return
 		}
 		time.Sleep(backoff)

@@ -13,8 +13,8 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/kafkaconn"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	kafkasink "github.com/tracepipe/tracepipe/sinks/kafka"
 )
 
 // Defaults of the options.
@@ -92,7 +92,7 @@ func buildOptions(cfg config.DLQKafka, opts []Option) options {
 	if o.timeout <= 0 {
 		o.timeout = cfg.Timeout
 		if o.timeout <= 0 {
-			o.timeout = kafkasink.DefaultTimeout
+			o.timeout = kafkaconn.DefaultTimeout
 		}
 	}
 	if o.retryAfter <= 0 {
@@ -125,13 +125,13 @@ func newConn(cfg config.DLQKafka, log *slog.Logger, opts []Option) (*conn, error
 		log = slog.Default()
 	}
 	o := buildOptions(cfg, opts)
-	tr, err := kafkasink.NewTransport(cfg.Kafka, kafkasink.Options{TLSConfig: o.tls})
+	tr, err := kafkaconn.NewTransport(cfg.Kafka, kafkaconn.Options{TLSConfig: o.tls})
 	if err != nil {
 		return nil, fmt.Errorf("dlq kafka: %w", err)
 	}
 	t := cfg.Timeout
 	if t <= 0 {
-		t = kafkasink.DefaultTimeout
+		t = kafkaconn.DefaultTimeout
 	}
 	return &conn{topic: cfg.Topic, log: log, tr: tr, addr: kafkago.TCP(cfg.Brokers...), timeout: t, o: o}, nil
 }
@@ -150,7 +150,7 @@ var ErrTopicMissing = errors.New("dlq kafka: topic does not exist")
 func (c *conn) partitions(ctx context.Context, topic string) ([]int, error) {
 	md, err := c.client().Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return nil, kafkasink.Classify(fmt.Errorf("dlq kafka: metadata of topic %q: %w", topic, err))
+		return nil, kafkaconn.Classify(fmt.Errorf("dlq kafka: metadata of topic %q: %w", topic, err))
 	}
 	for _, t := range md.Topics {
 		if t.Name != topic {
@@ -160,7 +160,7 @@ func (c *conn) partitions(ctx context.Context, topic string) ([]int, error) {
 			break
 		}
 		if t.Error != nil {
-			return nil, kafkasink.Classify(fmt.Errorf("dlq kafka: topic %q: %w", topic, t.Error))
+			return nil, kafkaconn.Classify(fmt.Errorf("dlq kafka: topic %q: %w", topic, t.Error))
 		}
 		ids := make([]int, 0, len(t.Partitions))
 		for _, p := range t.Partitions {
@@ -192,7 +192,7 @@ func (c *conn) ensureTopic(ctx context.Context, topic string, configs ...kafkago
 		err = res.Errors[topic]
 	}
 	if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
-		return kafkasink.Classify(fmt.Errorf("dlq kafka: topic %q does not exist and could not be created (create it, or allow this client to): %w", topic, err))
+		return kafkaconn.Classify(fmt.Errorf("dlq kafka: topic %q does not exist and could not be created (create it, or allow this client to): %w", topic, err))
 	}
 	c.log.Info("dlq kafka: created topic", "topic", topic)
 	// Metadata may lag the creation a moment.

@@ -12,8 +12,8 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/kafkaconn"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	kafkasink "github.com/tracepipe/tracepipe/sinks/kafka"
 )
 
 // Store reads the DLQ topic for `pipeline dlq`; it implements dlq.Store.
@@ -170,9 +170,9 @@ func (s *Store) hide(ctx context.Context, hide []string) error {
 					first = e
 				}
 			}
-			return kafkasink.Classify(fmt.Errorf("dlq kafka: recording %d of %d purged ids in %s failed: %w", len(hide)-n, len(hide), topic, first))
+			return kafkaconn.Classify(fmt.Errorf("dlq kafka: recording %d of %d purged ids in %s failed: %w", len(hide)-n, len(hide), topic, first))
 		}
-		return kafkasink.Classify(fmt.Errorf("dlq kafka: recording purged ids in %s: %w", topic, err))
+		return kafkaconn.Classify(fmt.Errorf("dlq kafka: recording purged ids in %s: %w", topic, err))
 	}
 	return nil
 }
@@ -300,14 +300,14 @@ func (s *Store) cursor(ctx context.Context, topic string, partition int) (*curso
 		topic: {kafkago.FirstOffsetOf(partition), kafkago.LastOffsetOf(partition)},
 	}})
 	if err != nil {
-		return nil, kafkasink.Classify(fmt.Errorf("dlq kafka: offsets of %s/%d: %w", topic, partition, err))
+		return nil, kafkaconn.Classify(fmt.Errorf("dlq kafka: offsets of %s/%d: %w", topic, partition, err))
 	}
 	for _, po := range res.Topics[topic] {
 		if po.Partition != partition {
 			continue
 		}
 		if po.Error != nil {
-			return nil, kafkasink.Classify(fmt.Errorf("dlq kafka: offsets of %s/%d: %w", topic, partition, po.Error))
+			return nil, kafkaconn.Classify(fmt.Errorf("dlq kafka: offsets of %s/%d: %w", topic, partition, po.Error))
 		}
 		return &cursor{s: s, topic: topic, partition: partition, off: po.FirstOffset, hw: po.LastOffset}, nil
 	}
@@ -340,7 +340,7 @@ func (c *cursor) fetch(ctx context.Context) error {
 		err = res.Error
 	}
 	if err != nil {
-		return kafkasink.Classify(fmt.Errorf("dlq kafka: fetch %s/%d at %d: %w", c.topic, c.partition, c.off, err))
+		return kafkaconn.Classify(fmt.Errorf("dlq kafka: fetch %s/%d at %d: %w", c.topic, c.partition, c.off, err))
 	}
 	before := c.off
 	c.buf = c.buf[:0]
@@ -350,7 +350,7 @@ func (c *cursor) fetch(ctx context.Context) error {
 			break
 		}
 		if err != nil {
-			return kafkasink.Classify(fmt.Errorf("dlq kafka: read %s/%d at %d: %w", c.topic, c.partition, c.off, err))
+			return kafkaconn.Classify(fmt.Errorf("dlq kafka: read %s/%d at %d: %w", c.topic, c.partition, c.off, err))
 		}
 		if r.Offset < c.off || r.Offset >= c.hw {
 			continue
@@ -360,7 +360,7 @@ func (c *cursor) fetch(ctx context.Context) error {
 			rec.value, err = readAll(r.Value)
 		}
 		if err != nil {
-			return kafkasink.Classify(fmt.Errorf("dlq kafka: read %s/%d at %d: %w", c.topic, c.partition, r.Offset, err))
+			return kafkaconn.Classify(fmt.Errorf("dlq kafka: read %s/%d at %d: %w", c.topic, c.partition, r.Offset, err))
 		}
 		rec.headers = make([]kafkago.Header, len(r.Headers))
 		for i, h := range r.Headers {

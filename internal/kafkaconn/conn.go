@@ -1,4 +1,10 @@
-package kafka
+// Package kafkaconn is the Kafka connection code shared by the Kafka sink,
+// the Kafka DLQ backend and the Kafka sources to come, so that none of them
+// imports another: the kafka-go transport built from a config.Kafka
+// (brokers, client id, dial timeout, TLS, SASL PLAIN and SCRAM), the
+// read/write timeout, and the classification of Kafka errors into stable
+// codes, permanent or transient (Code, Classify).
+package kafkaconn
 
 import (
 	"crypto/tls"
@@ -18,11 +24,12 @@ import (
 // when config.Kafka.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
 
-// Option adjusts New (and, in package kafkadlq, Open and OpenStore).
+// Option adjusts the Options of a connection (the Kafka sink's New takes
+// them).
 type Option func(*Options)
 
-// Options are what Option functions set. Other packages that connect to
-// Kafka with a config.Kafka take them too.
+// Options are what Option functions set: how NewTransport connects beyond
+// what config.Kafka says.
 type Options struct {
 	// TLSConfig replaces the default TLS client config (system roots,
 	// TLS 1.2+) when config.Kafka.TLS is set, e.g. to trust a private CA.
@@ -62,7 +69,7 @@ func NewTransport(k config.Kafka, o Options) (*kafkago.Transport, error) {
 		return nil, err
 	}
 	tr := &kafkago.Transport{
-		DialTimeout: timeout(k),
+		DialTimeout: Timeout(k),
 		ClientID:    k.ClientID,
 		SASL:        mech,
 	}
@@ -78,17 +85,17 @@ func NewTransport(k config.Kafka, o Options) (*kafkago.Transport, error) {
 	return tr, nil
 }
 
-func timeout(k config.Kafka) time.Duration {
+// Timeout is k.Timeout, or DefaultTimeout when that is zero: the bound of
+// a dial and, for clients that set them from it, of reads and writes.
+func Timeout(k config.Kafka) time.Duration {
 	if k.Timeout > 0 {
 		return k.Timeout
 	}
 	return DefaultTimeout
 }
 
-// Mechanism returns the kafka-go SASL mechanism for s (nil for no SASL).
-// PLAIN is kafka-go's sasl/plain; SCRAM-SHA-256/512 is this package's own
-// client (scram.go), since kafka-go's sasl/scram needs a module the
-// repository does not require.
+// Mechanism returns the kafka-go SASL mechanism for s (nil for no SASL):
+// kafka-go's sasl/plain for PLAIN, its sasl/scram for SCRAM-SHA-256/512.
 func Mechanism(s *config.SASL) (sasl.Mechanism, error) {
 	if s == nil {
 		return nil, nil
