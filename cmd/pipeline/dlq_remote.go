@@ -6,10 +6,10 @@ import (
 	"log/slog"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/dlq/kafkadlq"
 	"github.com/tracepipe/tracepipe/pipeline/dlq/redisdlq"
-	redissink "github.com/tracepipe/tracepipe/sinks/redis"
 )
 
 // openRemoteDLQStore opens a redis or kafka DLQ's store. Entries that fell
@@ -42,7 +42,7 @@ func openRemoteOnly(cfg *config.Config, log *slog.Logger) (dlq.StepStore, string
 		}
 		return s, "kafka topic " + cfg.DLQ.Kafka.Topic, nil
 	case "redis":
-		redissink.RouteLibraryLogs(log)
+		redisconn.RouteLibraryLogs(log)
 		s, err := redisdlq.OpenStore(*cfg.DLQ.Redis, log)
 		if err != nil {
 			return nil, "", err

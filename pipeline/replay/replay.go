@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dedupe"
@@ -271,7 +272,7 @@ func buildSinks(cfg *config.Config, log *slog.Logger) ([]pipeline.Sink, error) {
 			}
 			out = append(out, k)
 		case "redis_stream":
-			redissink.RouteLibraryLogs(log)
+			redisconn.RouteLibraryLogs(log)
 			r, err := redissink.NewStream(s.Name, *s.RedisStream, log)
 			if err != nil {
 				closeSinks(out)
@@ -309,7 +310,7 @@ func OpenDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
 		}
 		return b, nil
 	case "redis":
-		redissink.RouteLibraryLogs(log)
+		redisconn.RouteLibraryLogs(log)
 		b, err := redisdlq.Open(*cfg.DLQ.Redis, redisdlq.Options{Fallback: file, Logger: log})
 		if err != nil {
 			_ = file.Close(context.Background())
@@ -377,7 +378,7 @@ func WindowsSink(cfg *config.Config, log *slog.Logger) (windows.RowWriter, error
 		}
 		return w, nil
 	case "redis":
-		redissink.RouteLibraryLogs(log)
+		redisconn.RouteLibraryLogs(log)
 		w, err := redissink.NewWindows(*s.Redis, log)
 		if err != nil {
 			return nil, err // never a typed nil inside the interface

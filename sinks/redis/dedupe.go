@@ -8,6 +8,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 )
 
 // dedupeChunk is the most keys one MGET carries.
@@ -36,14 +37,14 @@ func NewDedupe(cfg config.Redis, prefix string, ttl time.Duration) (*Dedupe, err
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	o := Options(cfg)
+	o := redisconn.Options(cfg)
 	o.MaxRetries = -1 // one attempt: callers (a sink's Write) are retried whole
 	c := goredis.NewClient(o)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("redis dedupe (%s): %w", cfg.Addr, ClassifyError(err))
+		return nil, fmt.Errorf("redis dedupe (%s): %w", cfg.Addr, redisconn.Classify(err))
 	}
 	return &Dedupe{client: c, prefix: prefix, ttl: ttl}, nil
 }
@@ -67,7 +68,7 @@ func (d *Dedupe) Seen(ctx context.Context, keys [][]byte) ([]bool, error) {
 		cmds = append(cmds, pipe.MGet(ctx, names...))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("redis dedupe: MGET %d keys: %w", len(keys), ClassifyError(err))
+		return nil, fmt.Errorf("redis dedupe: MGET %d keys: %w", len(keys), redisconn.Classify(err))
 	}
 	for c, cmd := range cmds {
 		for i, v := range cmd.Val() {
@@ -88,7 +89,7 @@ func (d *Dedupe) Mark(ctx context.Context, keys [][]byte) error {
 		pipe.SetNX(ctx, d.key(k), "1", d.ttl)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redis dedupe: SET NX %d keys: %w", len(keys), ClassifyError(err))
+		return fmt.Errorf("redis dedupe: SET NX %d keys: %w", len(keys), redisconn.Classify(err))
 	}
 	return nil
 }

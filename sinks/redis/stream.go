@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/sinks"
 )
@@ -71,7 +71,7 @@ func NewStream(name string, cfg config.RedisStreamSink, log *slog.Logger) (*Stre
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	o := Options(cfg.Redis)
+	o := redisconn.Options(cfg.Redis)
 	o.MaxRetries = -1 // one attempt: the runner retries whole batches
 	c := goredis.NewClient(o)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
@@ -80,7 +80,7 @@ func NewStream(name string, cfg config.RedisStreamSink, log *slog.Logger) (*Stre
 	// error; one that is down is an outage like any later one: the sink
 	// starts, its writes fail, are retried, and end in the DLQ.
 	if err := c.Ping(ctx).Err(); err != nil {
-		err = ClassifyError(err)
+		err = redisconn.Classify(err)
 		if errors.Is(err, pipeline.ErrPermanent) {
 			_ = c.Close()
 			return nil, fmt.Errorf("redis stream sink %s (%s): %w", name, cfg.Addr, err)
@@ -113,7 +113,7 @@ var streamScratchPool = sync.Pool{New: func() any { return &streamScratch{buf: m
 // pipelines of up to streamChunk XADDs. When some commands fail (a server
 // error, a connection cut part-way) it returns a *pipeline.PartialError
 // naming only the records whose XADD did not succeed, with the first
-// failure's error classified by ClassifyError (pipeline.Permanent for what
+// failure's error classified by redisconn.Classify (pipeline.Permanent for what
 // retrying cannot fix, pipeline.WithCode with the Redis error word for
 // server errors). A command whose reply was lost may still have been
 // executed: such a record can be added twice (at-least-once); the dedupe
@@ -217,7 +217,7 @@ func (s *Stream) writeChunk(ctx context.Context, b *pipeline.Batch, chunk []int3
 	if first == nil {
 		first = errors.New("no reply")
 	}
-	return added, ClassifyError(first)
+	return added, redisconn.Classify(first)
 }
 
 // Stats returns the sink's counters.
@@ -236,49 +236,4 @@ func (s *Stream) Close(context.Context) error {
 		return nil
 	}
 	return s.client.Close()
-}
-
-// ClassifyError gives a Redis error the code and class the runner's retry
-// policy reads:
-//
-//   - a server error (go-redis's redis.Error) is wrapped with pipeline.WithCode
-//     and its first word as code: "WRONGTYPE", "OOM", "READONLY", "ERR"...;
-//   - of those, the ones retrying cannot fix are also pipeline.Permanent:
-//     WRONGTYPE, ERR (syntax, arguments, limits; but not "ERR max number of
-//     clients reached"), EXECABORT, the auth errors NOAUTH, WRONGPASS and
-//     NOPERM, and the cluster redirections MOVED, ASK and CROSSSLOT (a
-//     single-node client cannot follow them);
-//   - everything else is transient: OOM, READONLY, LOADING, BUSY, TRYAGAIN,
-//     CLUSTERDOWN, MASTERDOWN, MISCONF, NOSCRIPT and unknown words, and
-//     network, timeout and pool errors, which are returned as they are.
-//
-// A nil error stays nil.
-func ClassifyError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var rerr goredis.Error
-	if !errors.As(err, &rerr) {
-		return err
-	}
-	msg := rerr.Error()
-	code, _, _ := strings.Cut(msg, " ")
-	if code == "" {
-		return err
-	}
-	coded := pipeline.WithCode(code, err)
-	if permanentCode(code, msg) {
-		return pipeline.Permanent(coded)
-	}
-	return coded
-}
-
-func permanentCode(code, msg string) bool {
-	switch code {
-	case "WRONGTYPE", "EXECABORT", "NOAUTH", "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT":
-		return true
-	case "ERR":
-		return !strings.HasPrefix(msg, "ERR max number of clients")
-	}
-	return false
 }

@@ -52,11 +52,9 @@ package redis
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +64,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
 )
 
@@ -80,31 +79,6 @@ const (
 	readKeys  = 32
 	scanCount = 128
 )
-
-// Options returns the go-redis options of a configured connection: address,
-// credentials, database, TLS 1.2+ (verifying the address's host name) and
-// c.Timeout for dial, read and write. Commands also honour their context's
-// deadline.
-func Options(c config.Redis) *goredis.Options {
-	o := &goredis.Options{
-		Addr:                  c.Addr,
-		Username:              c.Username,
-		Password:              c.Password.Reveal(),
-		DB:                    c.DB,
-		DialTimeout:           c.Timeout,
-		ReadTimeout:           c.Timeout,
-		WriteTimeout:          c.Timeout,
-		ContextTimeoutEnabled: true,
-	}
-	if c.TLS {
-		host, _, err := net.SplitHostPort(c.Addr)
-		if err != nil {
-			host = c.Addr
-		}
-		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
-	}
-	return o
-}
 
 // Windows is the Redis windows store. It implements windows.RowWriter and
 // windows.RowReader. WriteRows must not be called concurrently with
@@ -132,7 +106,7 @@ func NewWindows(cfg config.WindowsRedis, log *slog.Logger) (*Windows, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := goredis.NewClient(Options(cfg.Redis))
+	c := goredis.NewClient(redisconn.Options(cfg.Redis))
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/internal/testredis"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
 )
@@ -550,8 +551,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	const password, wrong = "s3cret-Pw-71", "wr0ng-Pw-93"
 	srv := testredis.StartWith(t, testredis.Options{Password: password})
 	libLogs := &logBuf{}
-	RouteLibraryLogs(slog.New(slog.NewTextHandler(libLogs, nil)))
-	t.Cleanup(func() { RouteLibraryLogs(slog.New(slog.DiscardHandler)) })
+	redisconn.RouteLibraryLogs(slog.New(slog.NewTextHandler(libLogs, nil)))
+	t.Cleanup(func() { redisconn.RouteLibraryLogs(slog.New(slog.DiscardHandler)) })
 
 	cfg := storeConfig(srv, time.Hour)
 	cfg.Password = config.NewSecret(wrong)
@@ -592,22 +593,6 @@ func TestSecretsNeverLeak(t *testing.T) {
 		if strings.Contains(text, password) {
 			t.Fatalf("the password leaked: %q", text)
 		}
-	}
-}
-
-func TestOptions(t *testing.T) {
-	o := Options(config.Redis{Addr: "cache.example:6380", Username: "u", Password: config.NewSecret("p"), DB: 3, TLS: true, Timeout: 7 * time.Second})
-	if o.Addr != "cache.example:6380" || o.Username != "u" || o.Password != "p" || o.DB != 3 {
-		t.Fatalf("options %+v", o)
-	}
-	if o.DialTimeout != 7*time.Second || o.ReadTimeout != 7*time.Second || o.WriteTimeout != 7*time.Second {
-		t.Fatalf("timeouts %v %v %v", o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-	}
-	if o.TLSConfig == nil || o.TLSConfig.ServerName != "cache.example" || o.TLSConfig.MinVersion < 0x0303 {
-		t.Fatalf("TLS %+v", o.TLSConfig)
-	}
-	if Options(config.Redis{Addr: "127.0.0.1:6379"}).TLSConfig != nil {
-		t.Fatal("TLS without tls: true")
 	}
 }
 

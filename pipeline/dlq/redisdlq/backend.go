@@ -41,9 +41,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	sinkredis "github.com/tracepipe/tracepipe/sinks/redis"
 )
 
 const (
@@ -136,7 +136,7 @@ func Open(cfg config.DLQRedis, opts Options) (*Backend, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 	if err := b.client.Ping(ctx).Err(); err != nil {
-		err = sinkredis.ClassifyError(err)
+		err = redisconn.Classify(err)
 		if opts.Fallback == nil || errors.Is(err, pipeline.ErrPermanent) {
 			_ = b.client.Close()
 			return nil, b.errorf("%w", err)
@@ -334,7 +334,7 @@ func (b *Backend) write(batch []*dlq.Entry, args []any) []any {
 			b.countTrimmed(n)
 		} else if firstErr == nil {
 			// The entries are stored; the next write trims.
-			b.log.Warn("redis dlq: trimming the stream failed", "stream", b.stream, "err", sinkredis.ClassifyError(err))
+			b.log.Warn("redis dlq: trimming the stream failed", "stream", b.stream, "err", redisconn.Classify(err))
 		}
 	}
 	if firstErr == nil {
@@ -345,7 +345,7 @@ func (b *Backend) write(batch []*dlq.Entry, args []any) []any {
 		return args
 	}
 	b.markDown(now)
-	b.fallback(failed, sinkredis.ClassifyError(firstErr))
+	b.fallback(failed, redisconn.Classify(firstErr))
 	return args
 }
 

@@ -13,8 +13,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	sinkredis "github.com/tracepipe/tracepipe/sinks/redis"
 )
 
 // conn is what Backend and Store share: the client, the DLQ stream, its
@@ -55,7 +55,7 @@ func withDefaults(cfg config.DLQRedis) (config.DLQRedis, error) {
 }
 
 func newConn(cfg config.DLQRedis, log *slog.Logger) *conn {
-	o := sinkredis.Options(cfg.Redis)
+	o := redisconn.Options(cfg.Redis)
 	// Fail fast when the server is gone (the Backend then falls back to
 	// the file DLQ): one retry, for a pooled connection the server closed,
 	// and two dial attempts instead of go-redis's 4 tries of 5 dials.
@@ -156,7 +156,7 @@ func (c *conn) decodeMessages(msgs []goredis.XMessage) ([]*dlq.Entry, []string, 
 func (c *conn) EnsureGroup(ctx context.Context) error {
 	err := c.client.XGroupCreateMkStream(ctx, c.stream, c.group, "0").Err()
 	if err != nil && !goredis.HasErrorPrefix(err, "BUSYGROUP") {
-		return c.errorf("create group %s: %w", c.group, sinkredis.ClassifyError(err))
+		return c.errorf("create group %s: %w", c.group, redisconn.Classify(err))
 	}
 	return nil
 }
@@ -175,7 +175,7 @@ func (c *conn) Read(ctx context.Context, consumer string, count int) (entries []
 		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, nil, c.errorf("read group %s as %s: %w", c.group, consumer, sinkredis.ClassifyError(err))
+		return nil, nil, c.errorf("read group %s as %s: %w", c.group, consumer, redisconn.Classify(err))
 	}
 	var msgs []goredis.XMessage
 	for _, s := range res {
@@ -201,7 +201,7 @@ func (c *conn) Claim(ctx context.Context, consumer string, minIdle time.Duration
 			Stream: c.stream, Group: c.group, Consumer: consumer, MinIdle: minIdle, Start: start, Count: int64(count - len(msgs)),
 		}).Result()
 		if err != nil {
-			return nil, nil, c.errorf("claim for %s: %w", consumer, sinkredis.ClassifyError(err))
+			return nil, nil, c.errorf("claim for %s: %w", consumer, redisconn.Classify(err))
 		}
 		if len(deleted) > 0 {
 			c.log.Debug("redis dlq: pending entries were deleted from the stream before they were claimed", "stream", c.stream, "count", len(deleted))
@@ -223,7 +223,7 @@ func (c *conn) Ack(ctx context.Context, streamIDs ...string) (int64, error) {
 	}
 	n, err := c.client.XAck(ctx, c.stream, c.group, streamIDs...).Result()
 	if err != nil {
-		return 0, c.errorf("ack %d entries: %w", len(streamIDs), sinkredis.ClassifyError(err))
+		return 0, c.errorf("ack %d entries: %w", len(streamIDs), redisconn.Classify(err))
 	}
 	return n, nil
 }
@@ -284,7 +284,7 @@ func (c *conn) Move(ctx context.Context, srcStream, group, streamID string, e *d
 		return c.errorf("move %s %s (group %s): %w: %w", srcStream, streamID, group, ErrNotPending, err)
 	}
 	if err != nil {
-		return c.errorf("move %s %s (group %s) to the DLQ: %w", srcStream, streamID, group, sinkredis.ClassifyError(err))
+		return c.errorf("move %s %s (group %s) to the DLQ: %w", srcStream, streamID, group, redisconn.Classify(err))
 	}
 	c.moved.Add(1)
 	if len(res) == 2 {

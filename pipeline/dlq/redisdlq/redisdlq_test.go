@@ -16,10 +16,10 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/internal/testredis"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	sinkredis "github.com/tracepipe/tracepipe/sinks/redis"
 )
 
 const testStream = "t:dlq"
@@ -861,8 +861,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	const password, wrong = "s3cret-Dlq-83", "wr0ng-Dlq-27"
 	srv := testredis.StartWith(t, testredis.Options{Password: password})
 	libLogs := &logBuf{}
-	sinkredis.RouteLibraryLogs(libLogs.logger())
-	t.Cleanup(func() { sinkredis.RouteLibraryLogs(slog.New(slog.DiscardHandler)) })
+	redisconn.RouteLibraryLogs(libLogs.logger())
+	t.Cleanup(func() { redisconn.RouteLibraryLogs(slog.New(slog.DiscardHandler)) })
 
 	cfg := dlqConfig(srv, 0)
 	cfg.Password = config.NewSecret(wrong)

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	sinkredis "github.com/tracepipe/tracepipe/sinks/redis"
 )
 
 // scanPage is how many stream entries one XRANGE returns.
@@ -44,7 +44,7 @@ func OpenStore(cfg config.DLQRedis, log *slog.Logger) (*Store, error) {
 	defer cancel()
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		_ = s.client.Close()
-		return nil, s.errorf("%w", sinkredis.ClassifyError(err))
+		return nil, s.errorf("%w", redisconn.Classify(err))
 	}
 	return s, nil
 }
@@ -56,7 +56,7 @@ func (s *Store) Close() error { return s.client.Close() }
 func (s *Store) Len(ctx context.Context) (int64, error) {
 	n, err := s.client.XLen(ctx, s.stream).Result()
 	if err != nil {
-		return 0, s.errorf("XLEN: %w", sinkredis.ClassifyError(err))
+		return 0, s.errorf("XLEN: %w", redisconn.Classify(err))
 	}
 	return n, nil
 }
@@ -81,7 +81,7 @@ func (s *Store) scanRange(ctx context.Context, start, end string, fn func(string
 	for {
 		msgs, err := s.client.XRangeN(ctx, s.stream, start, end, scanPage).Result()
 		if err != nil {
-			return s.errorf("XRANGE: %w", sinkredis.ClassifyError(err))
+			return s.errorf("XRANGE: %w", redisconn.Classify(err))
 		}
 		for _, m := range msgs {
 			e, err := decodeEntry(m.Values)
@@ -112,7 +112,7 @@ func (s *Store) DeleteKeys(ctx context.Context, keys []string) error {
 		return nil
 	}
 	if err := s.client.XDel(ctx, s.stream, keys...).Err(); err != nil {
-		return s.errorf("XDEL %d entries: %w", len(keys), sinkredis.ClassifyError(err))
+		return s.errorf("XDEL %d entries: %w", len(keys), redisconn.Classify(err))
 	}
 	return nil
 }
@@ -189,7 +189,7 @@ func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 	}
 	n, err := s.client.XDel(ctx, s.stream, streamIDs...).Result()
 	if err != nil {
-		return 0, s.errorf("XDEL %d entries: %w", len(streamIDs), sinkredis.ClassifyError(err))
+		return 0, s.errorf("XDEL %d entries: %w", len(streamIDs), redisconn.Classify(err))
 	}
 	return int(n), nil
 }
