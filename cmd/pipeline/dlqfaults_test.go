@@ -158,9 +158,14 @@ dlq: {file: {dir: %[1]s/dlq}}
 	if int64(len(mid))+left < n {
 		t.Fatalf("records lost by the kill: %d in the sink + %d in the DLQ < %d", len(mid), left, n)
 	}
+	// Delivered but not yet deleted: the batches since the last barrier
+	// (flush_every) and those the deleter had not reached. Deletion goes
+	// in steps, so that is a small part of what was delivered.
 	const inFlight = 2 * 3 * 256 // workers and queue, batch_units each
-	if both := int64(len(mid)) + left - n; both > inFlight {
-		t.Fatalf("%d records both delivered and still in the DLQ, more than the batches in flight", both)
+	both := int64(len(mid)) + left - n
+	t.Logf("%d records both delivered and still in the DLQ at the kill", both)
+	if both > int64(len(mid))/4+inFlight {
+		t.Fatalf("%d of the %d delivered records are still in the DLQ: not deleted in steps", both, len(mid))
 	}
 
 	out := runOK(t, "dlq", "replay", "-c", after)

@@ -109,9 +109,46 @@ type dlqReplayer struct {
 	started    time.Time
 	sinkIndex  map[string]int
 
-	mu      sync.Mutex // guards rep's outcome counts and delErr
-	delErr  error
-	deletes sync.WaitGroup
+	mu     sync.Mutex // guards rep's outcome counts and delErr
+	delErr error
+
+	// Acked batches' keys wait here for the deleter goroutine, which
+	// deletes all that are waiting in one call (one fsync for a file
+	// DLQ): acks come from the runner's barrier and must not wait on I/O.
+	ackMu    sync.Mutex
+	acked    []string
+	ackWake  chan struct{} // a send (non-blocking) wakes the deleter
+	ackDone  chan struct{} // closed: no more acks; the deleter drains and ends
+	deleterW sync.WaitGroup
+}
+
+// startDeleter runs the goroutine that deletes acked entries.
+func (r *dlqReplayer) startDeleter(ctx context.Context) {
+	r.ackWake, r.ackDone = make(chan struct{}, 1), make(chan struct{})
+	r.deleterW.Go(func() {
+		for {
+			var done bool
+			select {
+			case <-r.ackWake:
+			case <-r.ackDone:
+				done = true
+			}
+			r.ackMu.Lock()
+			keys := r.acked
+			r.acked = nil
+			r.ackMu.Unlock()
+			r.delete(ctx, keys, len(keys))
+			if done {
+				return
+			}
+		}
+	})
+}
+
+// stopDeleter waits until every acked entry is deleted.
+func (r *dlqReplayer) stopDeleter() {
+	close(r.ackDone)
+	r.deleterW.Wait()
 }
 
 // select_ scans the DLQ and calls fn for each entry to replay; skipped
@@ -184,6 +221,7 @@ func (r *dlqReplayer) run(ctx context.Context, o DLQOptions) error {
 		}
 	}()
 	start := time.Now()
+	r.startDeleter(context.WithoutCancel(ctx))
 	runner.Run(context.WithoutCancel(ctx), ch)
 
 	var errs []error
@@ -213,7 +251,7 @@ func (r *dlqReplayer) run(ctx context.Context, o DLQOptions) error {
 		}
 		r.delete(ctx, keys, len(keys))
 	}
-	r.deletes.Wait()
+	r.stopDeleter()
 	if r.delErr != nil {
 		errs = append(errs, fmt.Errorf("dlq replay: delete replayed entries: %w", r.delErr))
 	}
@@ -281,11 +319,16 @@ type replayBatch struct {
 // Ack implements pipeline.Acker: the batch's records are durable in the
 // sinks or in new DLQ entries; its entries go.
 func (rb *replayBatch) Ack(uint64) {
-	keys := make([]string, len(rb.items))
-	for i, it := range rb.items {
-		keys[i] = it.key
+	r := rb.r
+	r.ackMu.Lock()
+	for _, it := range rb.items {
+		r.acked = append(r.acked, it.key)
 	}
-	rb.r.delete(context.Background(), keys, len(keys))
+	r.ackMu.Unlock()
+	select {
+	case r.ackWake <- struct{}{}:
+	default: // already woken: it will take these too
+	}
 }
 
 // replayBatcher groups entries by origin (source path and format) and
