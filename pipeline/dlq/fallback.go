@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -65,6 +66,23 @@ func (f *Fallback) Sync(ctx context.Context) error {
 	}
 	if s, ok := f.b.(interface{ Sync(context.Context) error }); ok {
 		return s.Sync(ctx)
+	}
+	return nil
+}
+
+// SyncRemote is the Sync of a remote backend: its writer is done with
+// every entry the intake accepted before the call, the fallback synced
+// what it took, and lost (entries neither the server nor the fallback
+// took, since the previous call) is zero.
+func SyncRemote(ctx context.Context, in *Intake, fb *Fallback, lost func() (int64, error)) error {
+	if err := in.Sync(ctx); err != nil {
+		return err
+	}
+	if err := fb.Sync(ctx); err != nil {
+		return err
+	}
+	if n, err := lost(); n > 0 {
+		return fmt.Errorf("%d dlq entries lost since the last sync: %w", n, err)
 	}
 	return nil
 }

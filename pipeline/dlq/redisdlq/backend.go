@@ -209,21 +209,16 @@ func (b *Backend) Stats() dlq.Stats {
 // ctx ends. It returns an error when entries were lost (neither the
 // server nor the fallback took them) since the previous Sync.
 func (b *Backend) Sync(ctx context.Context) error {
-	if err := b.in.Sync(ctx); err != nil {
-		return err
-	}
-	if err := b.fb.Sync(ctx); err != nil {
-		return err
-	}
+	return dlq.SyncRemote(ctx, b.in, b.fb, b.lostSinceSync)
+}
+
+// lostSinceSync counts the entries lost since the previous call.
+func (b *Backend) lostSinceSync() (int64, error) {
 	b.statsMu.Lock()
+	defer b.statsMu.Unlock()
 	lost := b.stats.Failed - b.syncedFailed
 	b.syncedFailed = b.stats.Failed
-	err := b.err
-	b.statsMu.Unlock()
-	if lost > 0 {
-		return fmt.Errorf("%d dlq entries lost since the last sync: %w", lost, err)
-	}
-	return nil
+	return lost, b.err
 }
 
 // Full is closed when entries went to the fallback and the fallback

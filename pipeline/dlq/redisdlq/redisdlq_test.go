@@ -937,3 +937,27 @@ func TestIDHelpers(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncWaitsUntilStored: after Sync returns, every entry Put before it
+// is in the stream (the runner acks input only then).
+func TestSyncWaitsUntilStored(t *testing.T) {
+	srv := testredis.Start(t)
+	b, _ := openBackend(t, dlqConfig(srv, 0), Options{})
+	c := srv.Client(t)
+	for round := 1; round <= 3; round++ {
+		for i := range 500 {
+			if err := b.Put(t.Context(), testEntry(round*1000+i, "malformed")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.XLen(t.Context(), testStream).Result(); err != nil || n != int64(round*500) {
+			t.Fatalf("after Sync the stream holds %d entries (%v), want %d", n, err, round*500)
+		}
+	}
+	if err := b.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
