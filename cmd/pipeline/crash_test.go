@@ -190,3 +190,62 @@ dlq:
 		t.Fatalf("%d records written twice: dedupe did not hold what the first run made durable", dup)
 	}
 }
+
+// TestSecondSignalExitsAtOnce: a replay whose only sink is down waits for
+// it (retries up to max_elapsed, a minute here) after a first SIGINT, as a
+// clean stop finishes what was read; a second SIGINT ends it at once.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	bin, err := buildPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	input := filepath.Join(dir, "spans.jsonl")
+	f, err := os.Create(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gen.Generate(f, gen.Options{Format: "jsonl", Records: 2000, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	cfg := filepath.Join(dir, "c.yaml")
+	// Port 1 on loopback: nothing listens, every write is refused.
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `
+sinks:
+  - {name: stream, type: redis_stream, redis_stream: {addr: "127.0.0.1:1", stream: records, timeout: 200ms}}
+retry: {initial: 50ms, max_interval: 200ms, max_attempts: 1000, max_elapsed: 1m, breaker: {failures: 3, open_for: 100ms}}
+dlq: {file: {dir: %q}}
+`, filepath.Join(dir, "dlq")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "replay", "-c", cfg, "--no-progress", input)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	time.Sleep(time.Second)
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		t.Fatalf("the first signal ended the run at once (%v), without finishing what was read:\n%s", err, stderr.String())
+	case <-time.After(time.Second):
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Fatal("exit 0 after a second signal")
+		}
+		if !strings.Contains(stderr.String(), "a second signal exits at once") {
+			t.Fatalf("the first signal was not acknowledged:\n%s", stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("a second signal did not end the run:\n%s", stderr.String())
+	}
+}

@@ -73,6 +73,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first SIGINT/SIGTERM asks for a clean stop (input stops, what was
+	// read is finished); once it came, the handler is removed, so a second
+	// one ends the process at once, as the default action does.
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+			stop()
+			fmt.Fprintln(stderr, "pipeline: stopping: finishing what was read (a second signal exits at once)")
+		case <-finished:
+		}
+	}()
 	switch args[0] {
 	case "replay":
 		return cmdReplay(ctx, args[1:], stdout, stderr)
