@@ -21,12 +21,15 @@ const (
 	codeNotOTLP      = "not_otlp"
 	codeMissingTrace = "missing_trace_id"
 	codeBadTimestamp = "bad_timestamp"
-	codeBadDuration  = "bad_duration"
-	codeBadID        = "bad_id"
-	codeWrongType    = "wrong_type"
-	codeTooLarge     = "too_large"
-	codeAttrBudget   = "attr_budget"
-	codeBadFormat    = "bad_format"
+	// codeTimeOutOfRange: an event time that is well-formed but outside
+	// [MinEventTime, MaxEventTime) (see timestamp.go).
+	codeTimeOutOfRange = "time_out_of_range"
+	codeBadDuration    = "bad_duration"
+	codeBadID          = "bad_id"
+	codeWrongType      = "wrong_type"
+	codeTooLarge       = "too_large"
+	codeAttrBudget     = "attr_budget"
+	codeBadFormat      = "bad_format"
 )
 
 // Limits that keep decoding linear in the input and its memory bounded.
@@ -426,26 +429,30 @@ func (d *Decoder) id(b *pipeline.Batch, v *fastjson.Value, trace bool, name stri
 
 // nanos reads a time or duration value in unit (unitAuto: by magnitude): a
 // number, or a string holding a number. A string that is not a number is
-// tried as RFC 3339 when rfc3339 is set, else as a Go duration.
-func (d *Decoder) nanos(v *fastjson.Value, unit int, rfc3339 bool) (int64, bool, bool) {
+// tried as RFC 3339 when rfc3339 is set, else as a Go duration. typed is
+// false when v is neither a number nor a string.
+func (d *Decoder) nanos(v *fastjson.Value, unit int, rfc3339 bool) (n int64, st tstatus, typed bool) {
 	switch d.typ(v) {
 	case fastjson.TypeNumber:
-		n, ok := decimalNanos(d.number(v), unit)
-		return n, ok, true
+		n, st = decimalNanos(d.number(v), unit)
+		return n, st, true
 	case fastjson.TypeString:
 		s := d.strBytes(v)
 		if len(s) > 0 && (s[0] == '-' || s[0]-'0' <= 9) && validNumber(s) {
-			n, ok := decimalNanos(s, unit)
-			return n, ok, true
+			n, st = decimalNanos(s, unit)
+			return n, st, true
 		}
 		if rfc3339 {
-			n, ok := parseRFC3339(s)
-			return n, ok, true
+			n, st = parseRFC3339(s)
+			return n, st, true
 		}
 		n, ok := parseGoDuration(s)
-		return n, ok, true
+		if !ok {
+			return 0, tBad, true
+		}
+		return n, tOK, true
 	}
-	return 0, false, false
+	return 0, tBad, false
 }
 
 // appendAttr appends an attribute whose key is d.key (copied) and whose

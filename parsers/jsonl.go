@@ -91,19 +91,23 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 		d.use(h)
 	}
 	if h = &d.hits[fTime]; h.v != nil {
-		n, ok, typed := d.nanos(h.v, d.pr.timeUnit, true)
-		switch {
-		case !typed:
-			fail = firstFailure(fail, failure{codeWrongType, "time is a " + h.v.Type().String()})
-		case !ok:
-			fail = firstFailure(fail, failure{codeBadTimestamp, "time is neither a Unix time nor RFC 3339"})
+		n, st, typed := d.nanos(h.v, d.pr.timeUnit, true)
+		f := failure{codeWrongType, ""}
+		if typed {
+			f = eventTimeFailure(n, st, "time", " is neither a Unix time nor RFC 3339")
+		} else {
+			f.msg = "time is a " + h.v.Type().String()
 		}
-		r.Time = n
+		if f.code == "" {
+			r.Time = n
+		}
+		fail = firstFailure(fail, f)
 		d.use(h)
 	}
 	hasDuration := false
 	if h = &d.hits[fDuration]; h.v != nil {
-		n, ok, typed := d.nanos(h.v, int(h.unit), false)
+		n, st, typed := d.nanos(h.v, int(h.unit), false)
+		ok := st == tOK
 		switch {
 		case !typed:
 			fail = firstFailure(fail, failure{codeWrongType, "duration is a " + h.v.Type().String()})

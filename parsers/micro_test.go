@@ -11,7 +11,7 @@ import (
 func BenchmarkRFC3339(b *testing.B) {
 	s := []byte("2024-05-14T09:21:07.123456789Z")
 	for i := 0; i < b.N; i++ {
-		if _, ok := parseRFC3339(s); !ok {
+		if _, st := parseRFC3339(s); st != tOK {
 			b.Fatal()
 		}
 	}
@@ -20,7 +20,7 @@ func BenchmarkRFC3339(b *testing.B) {
 func BenchmarkDecimalNanos(b *testing.B) {
 	s := []byte("1715678467.123456789")
 	for i := 0; i < b.N; i++ {
-		if _, ok := decimalNanos(s, unitAuto); !ok {
+		if _, st := decimalNanos(s, unitAuto); st != tOK {
 			b.Fatal()
 		}
 	}

@@ -396,12 +396,12 @@ func (d *Decoder) otlpLog(b *pipeline.Batch, u int, item *fastjson.Value) {
 
 // otlpTime reads a Unix-nanosecond time, a string of digits or a number.
 func (d *Decoder) otlpTime(v *fastjson.Value, name string) (int64, failure) {
-	n, ok, typed := d.nanos(v, unitNS, false)
+	n, st, typed := d.nanos(v, unitNS, false)
 	if !typed {
 		return 0, failure{codeWrongType, name + " is a " + v.Type().String()}
 	}
-	if !ok {
-		return 0, failure{codeBadTimestamp, name + " is not Unix nanoseconds"}
+	if f := eventTimeFailure(n, st, name, " is not Unix nanoseconds"); f.code != "" {
+		return 0, f
 	}
 	return n, failure{}
 }

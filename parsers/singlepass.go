@@ -743,7 +743,7 @@ func (d *Decoder) spRecord(b *pipeline.Batch, u int, attrStart int) bool {
 		use(h)
 	}
 	if h = &d.spHits[fTime]; h.prio != noHit {
-		if r.Time, ok = spNanos(d.spRaw(&h.v), h.v.kind, d.pr.timeUnit, true); !ok {
+		if r.Time, ok = spNanos(d.spRaw(&h.v), h.v.kind, d.pr.timeUnit, true); !ok || !inEventRange(r.Time) {
 			return false
 		}
 		use(h)
@@ -849,19 +849,22 @@ func (d *Decoder) spID(b *pipeline.Batch, v *spVal, trace bool) ([]byte, bool) {
 //
 // s is the candidate's text (spRaw) and kind its kind.
 func spNanos(s []byte, kind byte, unit int, rfc3339 bool) (int64, bool) {
+	var n int64
+	st := tBad
 	switch kind {
 	case spNumber:
-		return decimalNanos(s, unit)
+		n, st = decimalNanos(s, unit)
 	case spString:
-		if len(s) > 0 && (s[0] == '-' || s[0]-'0' <= 9) && validNumber(s) {
-			return decimalNanos(s, unit)
+		switch {
+		case len(s) > 0 && (s[0] == '-' || s[0]-'0' <= 9) && validNumber(s):
+			n, st = decimalNanos(s, unit)
+		case rfc3339:
+			n, st = parseRFC3339(s)
+		default:
+			return parseGoDuration(s)
 		}
-		if rfc3339 {
-			return parseRFC3339(s)
-		}
-		return parseGoDuration(s)
 	}
-	return 0, false
+	return n, st == tOK
 }
 
 // spText is text for a scalar candidate.

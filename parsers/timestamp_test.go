@@ -1,8 +1,10 @@
 package parsers
 
 import (
+	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,9 +14,13 @@ import (
 func TestDecimalNanos(t *testing.T) {
 	f := func(in string, unit int, want int64, wantOK bool) {
 		t.Helper()
-		got, ok := decimalNanos([]byte(in), unit)
-		if ok != wantOK || (ok && got != want) {
-			t.Errorf("decimalNanos(%q, %d) = %d, %v; want %d, %v", in, unit, got, ok, want, wantOK)
+		got, st := decimalNanos([]byte(in), unit)
+		if ok := st == tOK; ok != wantOK || (ok && got != want) {
+			t.Errorf("decimalNanos(%q, %d) = %d, %v; want %d, %v", in, unit, got, st, want, wantOK)
+		}
+		// A valid number that fails is out of range, never "bad".
+		if wantOK == false && validNumber([]byte(in)) && st != tRange {
+			t.Errorf("decimalNanos(%q, %d): status %d, want tRange (a number too large for int64 ns)", in, unit, st)
 		}
 	}
 	// auto, by magnitude
@@ -57,13 +63,13 @@ func TestDecimalNanos(t *testing.T) {
 }
 
 func TestRFC3339(t *testing.T) {
-	f := func(in string, wantOK bool) {
+	f := func(in string, want tstatus) {
 		t.Helper()
-		got, ok := parseRFC3339([]byte(in))
-		if ok != wantOK {
-			t.Fatalf("parseRFC3339(%q) ok = %v, want %v", in, ok, wantOK)
+		got, st := parseRFC3339([]byte(in))
+		if st != want {
+			t.Fatalf("parseRFC3339(%q) status = %d, want %d", in, st, want)
 		}
-		if !ok {
+		if st != tOK {
 			return
 		}
 		ref, err := time.Parse(time.RFC3339Nano, in)
@@ -74,41 +80,46 @@ func TestRFC3339(t *testing.T) {
 			t.Errorf("parseRFC3339(%q) = %d, want %d", in, got, want)
 		}
 	}
-	f("2024-05-14T09:21:07Z", true)
-	f("2024-05-14T09:21:07.123456789Z", true)
-	f("2024-05-14T09:21:07.1Z", true)
-	f("2024-05-14T09:21:07.5+02:00", true)
-	f("2024-05-14T09:21:07.5-07:30", true)
-	f("2024-05-14t09:21:07z", true)
-	f("1970-01-01T00:00:00Z", true)
-	f("1969-12-31T23:59:59.999999999Z", true)
-	f("2000-02-29T12:00:00Z", true)
-	f("1900-01-01T00:00:00Z", true)
-	f("2262-04-11T23:47:16Z", true)
-	f("2262-04-11T23:47:17Z", false) // past int64 nanoseconds
-	f("1677-09-21T00:12:44Z", true)
-	f("1600-01-01T00:00:00Z", false)
-	f("2023-02-29T00:00:00Z", false)
-	f("1900-02-29T00:00:00Z", false)
-	f("2024-13-01T00:00:00Z", false)
-	f("2024-00-01T00:00:00Z", false)
-	f("2024-01-32T00:00:00Z", false)
-	f("2024-01-01T24:00:00Z", false)
-	f("2024-01-01T00:60:00Z", false)
-	f("2024-01-01T00:00:61Z", false)
-	f("2024-01-01T00:00:00", false)
-	f("2024-01-01T00:00:00.Z", false)
-	f("2024-01-01T00:00:00+0200", false)
-	f("2024-01-01T00:00:00+24:00", false)
-	f("2024-01-01T00:00:00Zjunk", false)
-	f("2024-01-01X00:00:00Z", false)
-	f("2024-1-01T00:00:00Z", false)
+	f("2024-05-14T09:21:07Z", tOK)
+	f("2024-05-14T09:21:07.123456789Z", tOK)
+	f("2024-05-14T09:21:07.1Z", tOK)
+	f("2024-05-14T09:21:07.5+02:00", tOK)
+	f("2024-05-14T09:21:07.5-07:30", tOK)
+	f("2024-05-14t09:21:07z", tOK)
+	f("1970-01-01T00:00:00Z", tOK)
+	f("1969-12-31T23:59:59.999999999Z", tOK)
+	f("2000-02-29T12:00:00Z", tOK)
+	f("1900-01-01T00:00:00Z", tOK)
+	f("2262-04-11T23:47:16Z", tOK)
+	f("2262-04-11T23:47:17Z", tRange) // past int64 nanoseconds: a time, out of range
+	f("9999-12-31T23:59:59.999999999Z", tRange)
+	f("0001-01-01T00:00:00Z", tRange) // Go's zero time.Time
+	f("0000-03-01T00:00:00+23:59", tRange)
+	f("1677-09-21T00:12:44Z", tOK)
+	f("1600-01-01T00:00:00Z", tRange)
+	f("0001-02-29T00:00:00Z", tBad) // not a leap year
+	f("9999-13-01T00:00:00Z", tBad)
+	f("2023-02-29T00:00:00Z", tBad)
+	f("1900-02-29T00:00:00Z", tBad)
+	f("2024-13-01T00:00:00Z", tBad)
+	f("2024-00-01T00:00:00Z", tBad)
+	f("2024-01-32T00:00:00Z", tBad)
+	f("2024-01-01T24:00:00Z", tBad)
+	f("2024-01-01T00:60:00Z", tBad)
+	f("2024-01-01T00:00:61Z", tBad)
+	f("2024-01-01T00:00:00", tBad)
+	f("2024-01-01T00:00:00.Z", tBad)
+	f("2024-01-01T00:00:00+0200", tBad)
+	f("2024-01-01T00:00:00+24:00", tBad)
+	f("2024-01-01T00:00:00Zjunk", tBad)
+	f("2024-01-01X00:00:00Z", tBad)
+	f("2024-1-01T00:00:00Z", tBad)
 
 	g := func(in string, want int64) {
 		t.Helper()
-		got, ok := parseRFC3339([]byte(in))
-		if !ok || got != want {
-			t.Errorf("parseRFC3339(%q) = %d, %v; want %d", in, got, ok, want)
+		got, st := parseRFC3339([]byte(in))
+		if st != tOK || got != want {
+			t.Errorf("parseRFC3339(%q) = %d, %d; want %d", in, got, st, want)
 		}
 	}
 	g("2024-05-14 09:21:07Z", 1715678467000000000)
@@ -216,7 +227,7 @@ func TestJSONLTimeField(t *testing.T) {
 	f("auto", `true`, 0, codeWrongType)
 	f("auto", `[1]`, 0, codeWrongType)
 	f("auto", `null`, 0, "")
-	f("s", `99999999999999999999`, 0, codeBadTimestamp)
+	f("s", `99999999999999999999`, 0, codeTimeOutOfRange)
 	f("auto", `1.7e9`, 1700000000000000000, "")
 	f("auto", strconv.Quote("1715678467.123456789"), 1715678467123456789, "")
 }
@@ -317,5 +328,91 @@ func TestHexWordExhaustive(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestEventTimeRange: a time outside [MinEventTime, MaxEventTime) is an
+// invalid record, code time_out_of_range, in every format and on both
+// jsonl paths (the single pass and the tree); RFC 3339 years 0001 and 9999
+// are read as times (not bad_timestamp) and judged by the range.
+func TestEventTimeRange(t *testing.T) {
+	const trace = `"4bf92f3577b34da6a3ce929d0e0e4736"`
+	const span = `"00f067aa0ba902b7"`
+	type tc struct {
+		value string // as written in the JSON
+		want  int64  // when in range
+		code  string
+	}
+	jsonl := []tc{
+		{`"2026-03-01T10:00:00Z"`, time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC).UnixNano(), ""},
+		{`"1970-01-01T00:00:00Z"`, 0, ""}, // the bound itself: no event time
+		{`"2261-12-31T23:59:59.999999999Z"`, MaxEventTime - 1, ""},
+		{`"2262-01-01T00:00:00Z"`, 0, codeTimeOutOfRange},
+		{`"1969-12-31T23:59:59Z"`, 0, codeTimeOutOfRange},
+		{`"0001-01-01T00:00:00Z"`, 0, codeTimeOutOfRange},
+		{`"9999-12-31T23:59:59Z"`, 0, codeTimeOutOfRange},
+		{`"9999-12-31T23:59:60Z"`, 0, codeTimeOutOfRange},
+		{`9223372036854775807`, 0, codeTimeOutOfRange}, // int64 max ns: a window row in 1677 before
+		{`"9223372036854775807"`, 0, codeTimeOutOfRange},
+		{`9214646400000000000`, 0, codeTimeOutOfRange}, // MaxEventTime, in ns
+		{`9214646399999999999`, MaxEventTime - 1, ""},
+		{`1e300`, 0, codeTimeOutOfRange},
+		{`-1`, 0, codeTimeOutOfRange},
+		{`-1715678467`, 0, codeTimeOutOfRange},
+		{`"9999-99-99T00:00:00Z"`, 0, codeBadTimestamp},
+	}
+	check := func(name string, b *pipeline.Batch, c tc) {
+		t.Helper()
+		if len(b.Records) != 1 {
+			t.Fatalf("%s %s: %d records", name, c.value, len(b.Records))
+		}
+		r := &b.Records[0]
+		switch {
+		case r.Failure.Code != c.code:
+			t.Errorf("%s %s: code %q (%s), want %q", name, c.value, r.Failure.Code, r.Failure.Message, c.code)
+		case c.code == "" && r.Time != c.want:
+			t.Errorf("%s %s: time %d, want %d", name, c.value, r.Time, c.want)
+		case c.code != "" && (r.Failure.Class != pipeline.ClassInvalid || r.Time != 0):
+			t.Errorf("%s %s: class %q time %d, want invalid and no time kept", name, c.value, r.Failure.Class, r.Time)
+		case c.code == codeTimeOutOfRange && !strings.Contains(r.Failure.Message, "1970-01-01T00:00:00Z to 2262-01-01T00:00:00Z"):
+			t.Errorf("%s %s: message %q does not say the range", name, c.value, r.Failure.Message)
+		}
+	}
+	opts := DefaultOptions()
+	if err := opts.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	for _, single := range []bool{true, false} {
+		saved := singlePass
+		singlePass = single
+		for _, c := range jsonl {
+			line := `{"trace_id":` + trace + `,"span_id":` + span + `,"time":` + c.value + `}`
+			check(fmt.Sprintf("jsonl (single pass %v)", single), decodeUnit(t, &opts, []byte(line), pipeline.FormatJSONL), c)
+		}
+		singlePass = saved
+	}
+	// OTLP: decimal strings of Unix ns, for both spans and logs.
+	for _, c := range []tc{
+		{`"1772359200000000000"`, 1772359200000000000, ""},
+		{`"9223372036854775807"`, 0, codeTimeOutOfRange},
+		{`"9214646400000000000"`, 0, codeTimeOutOfRange},
+		{`"99999999999999999999"`, 0, codeTimeOutOfRange},
+		{`"-5"`, 0, codeTimeOutOfRange},
+	} {
+		span := `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":` + trace + `,"spanId":` + span +
+			`,"name":"n","startTimeUnixNano":` + c.value + `,"endTimeUnixNano":` + c.value + `}]}]}]}`
+		check("otlp span", decodeUnit(t, &opts, []byte(span), pipeline.FormatOTLP), c)
+		log := `{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":` + trace + `,"timeUnixNano":` + c.value + `,"body":{"stringValue":"x"}}]}]}]}`
+		check("otlp log", decodeUnit(t, &opts, []byte(log), pipeline.FormatOTLP), c)
+	}
+	// Zipkin: Unix microseconds.
+	for _, c := range []tc{
+		{`1772359200000000`, 1772359200000000000, ""},
+		{`9223372036854775`, 0, codeTimeOutOfRange},  // int64 max ns, in us
+		{`92233720368547758`, 0, codeTimeOutOfRange}, // past int64 ns
+		{`-1`, 0, codeTimeOutOfRange},
+	} {
+		z := `[{"traceId":` + trace + `,"id":` + span + `,"name":"n","timestamp":` + c.value + `,"duration":5}]`
+		check("zipkin", decodeUnit(t, &opts, []byte(z), pipeline.FormatZipkin), c)
 	}
 }

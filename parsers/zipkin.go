@@ -94,17 +94,21 @@ func (d *Decoder) zipkinSpan(b *pipeline.Batch, u int, sp *fastjson.Value, inArr
 		fail = firstFailure(fail, f)
 	}
 	if fs.ts != nil {
-		n, ok, typed := d.nanos(fs.ts, unitUS, false)
-		switch {
-		case !typed:
-			fail = firstFailure(fail, failure{codeWrongType, "timestamp is a " + fs.ts.Type().String()})
-		case !ok:
-			fail = firstFailure(fail, failure{codeBadTimestamp, "timestamp is not Unix microseconds"})
+		n, st, typed := d.nanos(fs.ts, unitUS, false)
+		f := failure{codeWrongType, ""}
+		if typed {
+			f = eventTimeFailure(n, st, "timestamp", " is not Unix microseconds")
+		} else {
+			f.msg = "timestamp is a " + fs.ts.Type().String()
 		}
-		r.Time = n
+		if f.code == "" {
+			r.Time = n
+		}
+		fail = firstFailure(fail, f)
 	}
 	if fs.dur != nil {
-		n, ok, typed := d.nanos(fs.dur, unitUS, false)
+		n, st, typed := d.nanos(fs.dur, unitUS, false)
+		ok := st == tOK
 		switch {
 		case !typed:
 			fail = firstFailure(fail, failure{codeWrongType, "duration is a " + fs.dur.Type().String()})
