@@ -267,6 +267,14 @@ type Windows struct {
 	UpdateEvery    time.Duration `yaml:"update_every"`
 	MaxOpenWindows int           `yaml:"max_open_windows"` // past it the oldest window closes early
 	MaxGroups      int           `yaml:"max_groups"`       // per metric per window; past it: __overflow__
+	// MaxMemory bounds the window state's estimated size (the partial
+	// sketches, group keys and closed rows kept for corrections): past it
+	// kept closed windows are forgotten and the oldest open windows close
+	// early; a window alone over it counts new groups into __overflow__.
+	MaxMemory ByteSize `yaml:"max_memory"`
+	// MaxFuture: an event time more than this past the wall clock is an
+	// invalid record (code future_time) and does not move the watermark.
+	MaxFuture time.Duration `yaml:"max_future"`
 	// Instance names this process in window rows; processes that write the
 	// same metric to one store must have distinct instances.
 	Instance string      `yaml:"instance"`
@@ -491,6 +499,8 @@ const (
 	maxDLQBytes      = 1 << 40   // dlq.file.max_bytes
 	maxOpenWindows   = 4096      // windows.max_open_windows
 	maxGroups        = 1 << 20   // windows.max_groups: per metric per window
+	minWindowMemory  = 1 << 20   // windows.max_memory
+	maxWindowMemory  = 1 << 40   // windows.max_memory
 	maxPathSegments  = 8         // parse.jsonl paths (the parsers' own limit)
 )
 

@@ -31,6 +31,10 @@ func (w *Windows) applyDefaults() {
 	}
 	setInt(&w.MaxOpenWindows, 64)
 	setInt(&w.MaxGroups, 10000)
+	setSize(&w.MaxMemory, 256<<20)
+	if w.MaxFuture == 0 {
+		w.MaxFuture = 10 * time.Minute
+	}
 	if w.Instance == "" {
 		w.Instance, _ = os.Hostname()
 		setStr(&w.Instance, "local")
@@ -86,6 +90,11 @@ func (w *Windows) validate(v *check) {
 	atMost(v, "windows.max_open_windows", w.MaxOpenWindows, maxOpenWindows)
 	v.positive("windows.max_groups", int64(w.MaxGroups))
 	atMost(v, "windows.max_groups", w.MaxGroups, maxGroups)
+	if w.MaxMemory < minWindowMemory {
+		v.bad("windows.max_memory: %s is below %s (the state of one busy window)", v.val("windows.max_memory", w.MaxMemory), ByteSize(minWindowMemory))
+	}
+	atMost(v, "windows.max_memory", w.MaxMemory, maxWindowMemory)
+	v.positive("windows.max_future", int64(w.MaxFuture))
 	if strings.ContainsAny(w.Instance, "\t\n") {
 		v.bad("windows.instance: must not hold tabs or newlines")
 	}

@@ -106,41 +106,51 @@ func (a *arena) putRegisters(r []uint8) {
 	a.regs.Put(&r)
 }
 
-// insert counts hash x.
-func (pt *partial) insert(x uint64, a *arena) {
+// insert counts hash x. It returns by how many bytes the partial's memory
+// (size) grew: 0 but when a table was taken, grown or turned into
+// registers.
+func (pt *partial) insert(x uint64, a *arena) int {
 	if pt.regs != nil {
 		i, r := posVal(x, a.p)
 		if r > pt.regs[i] {
 			pt.regs[i] = r
 		}
-		return
+		return 0
 	}
-	pt.add(encodeKey(x, a.p), a)
+	return pt.add(encodeKey(x, a.p), a)
 }
 
-func (pt *partial) add(k uint32, a *arena) {
+func (pt *partial) add(k uint32, a *arena) int {
 	if k == 0 {
 		if !pt.zero {
 			pt.zero = true
 			pt.n++
 		}
-		return
+		return 0
 	}
+	grown := 0
 	if pt.keys == nil {
 		pt.keys = a.table(minTableBits)
+		grown = 4 << minTableBits
 	}
 	if !pt.put(k) {
-		return
+		return grown
 	}
 	pt.n++
-	if pt.n > 1<<a.p {
+	before := len(pt.keys)
+	switch {
+	case pt.n > 1<<a.p:
 		pt.promote(a)
-		return
-	}
-	if pt.n*4 > len(pt.keys)*3 {
+		grown += 1<<a.p - 4*before
+	case pt.n*4 > len(pt.keys)*3:
 		pt.grow(a)
+		grown += 4 * (len(pt.keys) - before)
 	}
+	return grown
 }
+
+// size is the memory the partial holds: its key table or its registers.
+func (pt *partial) size() int64 { return int64(4*len(pt.keys) + len(pt.regs)) }
 
 // put adds k to the table and reports whether it was new.
 func (pt *partial) put(k uint32) bool {

@@ -45,6 +45,9 @@ type Options struct {
 	// keep them (the DLQ). Called from the closer goroutine.
 	RowsFailed func(ctx context.Context, rows []Row, err error)
 	Logger     *slog.Logger
+	// Now is the wall clock max_future is judged against; nil means
+	// time.Now (tests set it).
+	Now func() time.Time
 }
 
 // Windows is the window stage (a pipeline.Stage) and its closer.
@@ -67,6 +70,21 @@ type Windows struct {
 	evictBefore  atomic.Int64 // under update: closed windows below this are gone
 	latePending  atomic.Bool  // late records wait in partials of closed windows
 
+	maxFuture int64 // ns; 0: no limit
+	maxMemory int64 // bytes; 0: no budget
+	internCap int   // values a shard's intern table holds before it is cleared
+	// openBytes is the estimated size of every shard's groups (see
+	// memory.go), updated by the workers as groups are made and partials
+	// grow, and by the closer as it takes them.
+	openBytes atomic.Int64
+	// keptBytes is the estimated size of the closed rows kept for
+	// corrections; written by the closer only.
+	keptBytes atomic.Int64
+	// fullWin: new groups of windows up to this one count into __overflow__
+	// (a window alone is over max_memory); MinInt64 = none. Set by the
+	// closer.
+	fullWin atomic.Int64
+
 	srcMu    sync.Mutex
 	sources  map[int]*source    // sources not finished, by Source.ID
 	openWins map[int64]struct{} // windows holding counts, not yet closed
@@ -79,7 +97,9 @@ type Windows struct {
 	groupPool []sync.Pool // per group set: groups are made by workers, freed by the closer
 
 	// Owned by the closer.
-	closed map[int64]map[rowKey]*closedRow // retained for corrections
+	closed    map[int64]map[rowKey]*closedRow // retained for corrections
+	keptByWin map[int64]int64                 // estimated bytes of closed's rows, per window
+	settle    chan chan struct{}              // tests: run a cycle now and say when it is done
 
 	Stats Stats
 }
@@ -97,6 +117,7 @@ type closedRow struct {
 	sk       *hyperloglog.Sketch
 	records  int64
 	revision int
+	bytes    int64 // estimated size, counted in keptBytes
 }
 
 // New builds the window stage and starts its closer. Close it after the
@@ -129,7 +150,16 @@ func New(o Options) (*Windows, error) {
 		closed:   map[int64]map[rowKey]*closedRow{},
 		sources:  map[int]*source{},
 		openWins: map[int64]struct{}{},
+
+		keptByWin: map[int64]int64{},
+		settle:    make(chan chan struct{}),
+		maxFuture: int64(cfg.MaxFuture),
+		maxMemory: int64(cfg.MaxMemory),
 	}
+	if w.o.Now == nil {
+		w.o.Now = time.Now
+	}
+	w.internCap = internCap(w.maxMemory, o.Workers)
 	if w.size <= 0 || w.p < 4 || w.p > 18 {
 		return nil, fmt.Errorf("windows: invalid size %s or precision %d", cfg.Size, cfg.Precision)
 	}
@@ -152,6 +182,7 @@ func New(o Options) (*Windows, error) {
 	w.maxEvent.Store(math.MinInt64)
 	w.closedBefore.Store(math.MinInt64)
 	w.evictBefore.Store(math.MinInt64)
+	w.fullWin.Store(math.MinInt64)
 	go w.closer()
 	return w, nil
 }
@@ -162,12 +193,24 @@ func (w *Windows) Name() string { return "window" }
 // source is the watermark state of one input (a file; a partition). The
 // watermark of the stage is the lowest of its sources', so that a source
 // read slower than another, or later, does not find its windows closed.
+//
+// A source's batches may finish the window stage in any order (workers
+// run them side by side). When they are numbered (Batch.Seq 1, 2, 3... in
+// read order), max covers only the batches of the contiguous prefix done
+// so far: batch n's event times count once batches 1..n are all through.
+// So on time-ordered input the watermark never passes a record that a
+// batch still in flight holds, and what is late does not depend on which
+// worker finished first. The maxima of batches done ahead of a gap wait in
+// held until it fills: at most as many as there are batches in flight.
+// Unnumbered batches (Seq 0) count at once, as they finish.
 type source struct {
-	max       int64 // highest event time seen; MinInt64 = none yet
-	pending   bool  // expected (ExpectSources) but no batch seen yet
-	inflight  int   // batches in Process now
-	processed int64 // batches done
-	total     int64 // batches the source sent, once known (SourceDone); -1 before
+	max       int64            // highest event time over the batches counted; MinInt64 = none yet
+	pending   bool             // expected (ExpectSources) but no batch seen yet
+	inflight  int              // batches in Process now
+	processed int64            // batches done
+	total     int64            // batches the source sent, once known (SourceDone); -1 before
+	next      uint64           // numbered batches: the lowest Seq not yet counted
+	held      map[uint64]int64 // numbered batches done past a gap: Seq -> their highest event time
 }
 
 // ExpectSources registers sources before their first batch: each holds
@@ -178,7 +221,7 @@ func (w *Windows) ExpectSources(ids ...int) {
 	defer w.srcMu.Unlock()
 	for _, id := range ids {
 		if w.sources[id] == nil {
-			w.sources[id] = &source{max: math.MinInt64, pending: true, total: -1}
+			w.sources[id] = &source{max: math.MinInt64, pending: true, total: -1, next: 1}
 		}
 	}
 }
@@ -201,7 +244,7 @@ func (w *Windows) sourceStart(id int) {
 	w.srcMu.Lock()
 	st := w.sources[id]
 	if st == nil {
-		st = &source{max: math.MinInt64, total: -1}
+		st = &source{max: math.MinInt64, total: -1, next: 1}
 		w.sources[id] = st
 	}
 	st.pending = false
@@ -209,12 +252,14 @@ func (w *Windows) sourceStart(id int) {
 	w.srcMu.Unlock()
 }
 
-func (w *Windows) sourceEnd(id int, maxT int64) {
+// sourceEnd says a batch of source id, numbered seq (0: unnumbered), went
+// through; maxT is its highest event time counted (MinInt64: none).
+func (w *Windows) sourceEnd(id int, seq uint64, maxT int64) {
 	w.srcMu.Lock()
 	if st := w.sources[id]; st != nil {
 		st.inflight--
 		st.processed++
-		st.max = max(st.max, maxT)
+		st.done(seq, maxT)
 		if st.total >= 0 && st.processed >= st.total && st.inflight == 0 {
 			delete(w.sources, id)
 		}
@@ -225,6 +270,32 @@ func (w *Windows) sourceEnd(id int, maxT int64) {
 		}
 	}
 	w.poke()
+}
+
+// done counts batch seq's highest event time into the source's maximum
+// once every batch numbered before it is done.
+func (st *source) done(seq uint64, maxT int64) {
+	switch {
+	case seq == 0 || seq < st.next: // unnumbered (or a number seen twice: never from a reader)
+		st.max = max(st.max, maxT)
+	case seq > st.next:
+		if st.held == nil {
+			st.held = map[uint64]int64{}
+		}
+		st.held[seq] = maxT
+	default:
+		st.max = max(st.max, maxT)
+		st.next++
+		for {
+			m, ok := st.held[st.next]
+			if !ok {
+				break
+			}
+			delete(st.held, st.next)
+			st.max = max(st.max, m)
+			st.next++
+		}
+	}
 }
 
 // poke wakes the closer to look at the watermark.
@@ -292,6 +363,10 @@ type shard struct {
 	intern map[string]string
 	wins   map[int64]struct{} // windows this shard told the stage it holds
 	closed int64              // closedBefore as read for the batch in hand
+	// winBytes is the estimated size of this shard's groups per window
+	// (see memory.go): the closer reads it to pick windows to close early.
+	winBytes    map[int64]int64
+	internBytes int64 // estimated size of intern
 }
 
 type partKey struct {
@@ -318,6 +393,7 @@ type group struct {
 	overflow bool
 	values   []string
 	parts    []partial
+	bytes    int64 // estimated size without the partials' tables (see memory.go)
 }
 
 func (w *Windows) newShard() *shard {
@@ -334,6 +410,8 @@ func (w *Windows) newShard() *shard {
 		vals:   make([][]byte, maxFields),
 		intern: map[string]string{},
 		wins:   map[int64]struct{}{},
+
+		winBytes: map[int64]int64{},
 	}
 	s.h.SetSeed(w.seed)
 	return s
@@ -341,25 +419,29 @@ func (w *Windows) newShard() *shard {
 
 // Process implements pipeline.Stage: it counts every record that is
 // neither failed nor filtered into the window of its event time, or
-// applies the late policy. Records stay in the batch for the sinks.
+// applies the late policy. A record dated more than max_future past the
+// wall clock fails as invalid (future_time) and moves nothing. Records
+// stay in the batch for the sinks.
 func (w *Windows) Process(_ context.Context, b *pipeline.Batch) {
 	s := <-w.shards
 	s.mu.Lock()
-	defer func() {
-		s.mu.Unlock()
-		w.shards <- s
-	}()
-	// Read after taking the shard: a closer that already took this
-	// shard's partials of a window has published the window closed.
-	closed, evict := w.closedBefore.Load(), w.evictBefore.Load()
 	id := -1
 	if b.Source != nil {
 		id = b.Source.ID
 	}
 	w.sourceStart(id)
-	s.closed = closed
-	var st batchStats
 	maxT := int64(math.MinInt64)
+	defer func() {
+		s.mu.Unlock()
+		w.shards <- s
+		w.sourceEnd(id, b.Seq, maxT) // even after a panic: the source must not wait for this batch forever
+	}()
+	// Read after taking the shard: a closer that already took this
+	// shard's partials of a window has published the window closed.
+	closed, evict := w.closedBefore.Load(), w.evictBefore.Load()
+	s.closed = closed
+	future := w.futureLimit()
+	var st batchStats
 	for i := range b.Records {
 		r := &b.Records[i]
 		if r.Failed() || r.Filtered {
@@ -369,6 +451,11 @@ func (w *Windows) Process(_ context.Context, b *pipeline.Batch) {
 			st.noTime++
 			continue
 		}
+		if r.Time > future {
+			st.future++
+			r.Fail("window", pipeline.ClassInvalid, "future_time", w.futureMessage(r.Time))
+			continue
+		}
 		w.record(s, r, closed, evict, &st)
 		maxT = max(maxT, r.Time)
 	}
@@ -376,7 +463,40 @@ func (w *Windows) Process(_ context.Context, b *pipeline.Batch) {
 	if st.lateUpdated > 0 {
 		w.latePending.Store(true)
 	}
-	w.sourceEnd(id, maxT)
+}
+
+// futureLimit is the highest event time a record may have now: the wall
+// clock plus max_future.
+//
+// Why the wall clock and not the newest event time seen in the source:
+// a limit relative to the data is not a function of the record alone.
+// Batches of one file finish on different workers in any order, so "the
+// newest time seen so far" differs from run to run and the same record
+// would be judged differently each time (the very randomness this guards
+// against). It also has nothing to judge the first record by (a bad first
+// record would become the reference and every good one after it would
+// look old), and it would reject the first record after a legitimate gap
+// in the data (a service silent for an hour). The clock has none of
+// these problems: for a live run it is the true bound (an event cannot be
+// from the future beyond clock skew), and a replay reads history, all of
+// which lies before now, so any time past now + max_future is a bad
+// clock or a unit error. What it cannot catch is a wrong time that is
+// still in the past (a 2025 record among 2020 ones); the watermark is per
+// source, so such a record moves its own source's watermark only.
+func (w *Windows) futureLimit() int64 {
+	if w.maxFuture <= 0 {
+		return math.MaxInt64
+	}
+	now := w.o.Now().UnixNano()
+	if now > math.MaxInt64-w.maxFuture {
+		return math.MaxInt64
+	}
+	return now + w.maxFuture
+}
+
+func (w *Windows) futureMessage(t int64) string {
+	return fmt.Sprintf("event time %s is more than max_future (%s) past the wall clock (%s): a wrong clock or time unit; it would move the watermark past every good record",
+		time.Unix(0, t).UTC().Format(time.RFC3339Nano), time.Duration(w.maxFuture), w.o.Now().UTC().Format(time.RFC3339))
 }
 
 // record handles one record; a panic fails it alone.
@@ -429,13 +549,15 @@ func (w *Windows) count(s *shard, r *pipeline.Record, win int64, st *batchStats)
 				continue
 			}
 			if g == nil {
-				g = w.group(s, si, win, r)
+				g = w.group(s, si, win, r, st)
 			}
 			if g.overflow {
 				st.overflow++
 			}
 			pt := &g.parts[slot]
-			pt.insert(HashValue(v), w.arena)
+			if d := pt.insert(HashValue(v), w.arena); d != 0 {
+				w.grew(s, g.win, int64(d))
+			}
 			pt.records++
 			counted = true
 		}
@@ -455,7 +577,7 @@ func (m *metric) passes(r *pipeline.Record, attrs [][]byte) bool {
 }
 
 // group finds or makes r's group of set si in window win.
-func (w *Windows) group(s *shard, si int, win int64, r *pipeline.Record) *group {
+func (w *Windows) group(s *shard, si int, win int64, r *pipeline.Record, st *batchStats) *group {
 	gs := &w.c.sets[si]
 	vals := s.vals[:len(gs.fields)]
 	for i, f := range gs.fields {
@@ -482,6 +604,11 @@ func (w *Windows) group(s *shard, si int, win int64, r *pipeline.Record) *group 
 	case g == nil:
 		sw := setWindow{win, int32(si)}
 		if s.count[sw] >= w.o.Config.MaxGroups {
+			g = w.overflowGroup(s, si, win)
+			break
+		}
+		if w.memoryFull(win) {
+			st.memOverflow++
 			g = w.overflowGroup(s, si, win)
 			break
 		}
@@ -526,6 +653,10 @@ func (w *Windows) overflowGroup(s *shard, si int, win int64) *group {
 			g.values[i] = OverflowGroup
 		}
 		s.groups[k] = g
+		if _, ok := s.wins[win]; !ok && win >= s.closed {
+			s.wins[win] = struct{}{}
+			w.noteWindow(win)
+		}
 	}
 	return g
 }
@@ -538,23 +669,31 @@ func (w *Windows) newGroup(s *shard, si int, win int64, vals [][]byte) *group {
 	}
 	g.win, g.set, g.overflow = win, int32(si), false
 	for i, v := range vals {
-		g.values[i] = s.internValue(v)
+		g.values[i] = w.internValue(s, v)
 	}
+	g.bytes = w.groupBytes(si, vals)
+	w.grew(s, win, g.bytes)
 	return g
 }
 
 // internValue returns v as a string shared by every group of the shard
 // with that value; the table is bounded (cleared when it grows past a
 // hostile number of values).
-func (s *shard) internValue(v []byte) string {
+// The table counts in the state's estimate (not in any window's).
+func (w *Windows) internValue(s *shard, v []byte) string {
 	if x, ok := s.intern[string(v)]; ok {
 		return x
 	}
-	if len(s.intern) >= 1<<16 {
+	if len(s.intern) >= w.internCap {
 		clear(s.intern)
+		w.openBytes.Add(-s.internBytes)
+		s.internBytes = 0
 	}
 	x := string(v)
 	s.intern[x] = x
+	n := int64(internFixed + len(x))
+	s.internBytes += n
+	w.openBytes.Add(n)
 	return x
 }
 
@@ -585,6 +724,9 @@ func (w *Windows) closer() {
 		select {
 		case <-w.wake:
 			w.cycle(ctx, false)
+		case done := <-w.settle:
+			w.cycle(ctx, false)
+			close(done)
 		case <-tick.C:
 			if w.latePending.Load() {
 				w.cycle(ctx, false)
@@ -598,8 +740,10 @@ func (w *Windows) closer() {
 
 // cycle publishes the new boundaries, takes the partials of closed
 // windows from every shard, merges them into sketches, writes the rows,
-// and forgets windows past keep_closed_for.
+// and forgets windows past keep_closed_for. Past max_memory it also
+// forgets kept windows and closes open ones early (see capMemory).
 func (w *Windows) cycle(ctx context.Context, final bool) {
+	w.noteState()
 	prev := w.closedBefore.Load()
 	before := prev
 	onTime := int64(math.MaxInt64) // windows from here on close by the watermark
@@ -610,10 +754,14 @@ func (w *Windows) cycle(ctx context.Context, final bool) {
 		before = onTime
 	}
 	before = max(before, w.capOpen(before))
+	forcedTo := before // windows from onTime to here close early by max_open_windows
+	before = max(before, w.capMemory(before))
 	if final {
-		before, onTime = math.MaxInt64, math.MaxInt64
+		before, onTime, forcedTo = math.MaxInt64, math.MaxInt64, math.MaxInt64
 	}
 	if before == prev && !final && !w.latePending.Load() {
+		w.forgetKept(ctx)
+		w.noteState()
 		return // nothing closes, nothing to correct
 	}
 	w.closedBefore.Store(before)
@@ -624,17 +772,17 @@ func (w *Windows) cycle(ctx context.Context, final bool) {
 	case before-w.keep > evict && before != math.MinInt64:
 		evict = before - w.keep
 	}
+	evict = max(evict, w.evictBefore.Load()) // forgetKept may have moved it past before - keep
 	w.evictBefore.Store(evict)
 	w.latePending.Store(false)
 
-	groups := w.collect(before)
-	rows := w.merge(groups, onTime)
-	w.write(ctx, rows)
+	w.mergeAndWrite(ctx, w.collect(before), onTime, forcedTo)
 	for win := range w.closed {
 		if win < evict {
-			delete(w.closed, win)
+			w.dropKept(win)
 		}
 	}
+	w.forgetKept(ctx)
 	w.srcMu.Lock()
 	for win := range w.openWins {
 		if win < before {
@@ -643,19 +791,40 @@ func (w *Windows) cycle(ctx context.Context, final bool) {
 	}
 	w.Stats.OpenWindows.Store(int64(len(w.openWins)))
 	w.srcMu.Unlock()
+	w.noteState()
 }
 
 // capOpen returns the boundary that leaves at most max_open_windows of the
 // windows holding counts open: the oldest close early.
+//
+// Only windows up to the horizon count: the highest event time of any
+// source's contiguous prefix of batches. The windows past it were opened by
+// batches that finished ahead of an earlier batch still in flight; closing
+// the oldest windows because of them would close the windows that earlier
+// batch is about to fill (a worker descheduled for a few milliseconds lets
+// the others run a hundred batches ahead). They count once the gap fills;
+// until then they are bounded by the batches in flight, and max_memory
+// bounds them whatever happens.
 func (w *Windows) capOpen(before int64) int64 {
 	w.srcMu.Lock()
 	defer w.srcMu.Unlock()
 	if len(w.openWins) <= w.o.Config.MaxOpenWindows {
 		return before
 	}
+	horizon := w.maxEvent.Load()
+	if len(w.sources) > 0 {
+		horizon = math.MinInt64
+		for _, st := range w.sources {
+			horizon = max(horizon, st.max)
+		}
+	}
+	if horizon == math.MinInt64 {
+		return before
+	}
+	last := w.window(horizon)
 	wins := make([]int64, 0, len(w.openWins))
 	for win := range w.openWins {
-		if win >= before {
+		if win >= before && win <= last {
 			wins = append(wins, win)
 		}
 	}
@@ -675,6 +844,14 @@ func (w *Windows) collect(before int64) []*group {
 			if g.win < before {
 				out = append(out, g)
 				delete(s.groups, k)
+				b := g.size()
+				s.winBytes[g.win] -= b
+				w.openBytes.Add(-b)
+			}
+		}
+		for win := range s.winBytes {
+			if win < before {
+				delete(s.winBytes, win)
 			}
 		}
 		for sw := range s.count {
@@ -693,6 +870,26 @@ func (w *Windows) collect(before int64) []*group {
 	return out
 }
 
+// mergeChunk is about how many groups are merged and written at once: a
+// cycle that closes many windows (at Close, or early under max_memory)
+// holds the rows of a few windows at a time, not of all of them.
+const mergeChunk = 8192
+
+// mergeAndWrite merges groups into rows and writes them, whole windows at
+// a time in window order, about mergeChunk groups per write.
+func (w *Windows) mergeAndWrite(ctx context.Context, groups []*group, onTime, forcedTo int64) {
+	slices.SortFunc(groups, func(a, b *group) int { return cmp.Compare(a.win, b.win) })
+	for len(groups) > 0 {
+		n := min(mergeChunk, len(groups))
+		for n < len(groups) && groups[n].win == groups[n-1].win {
+			n++
+		}
+		w.write(ctx, w.merge(groups[:n], onTime, forcedTo))
+		clear(groups[:n])
+		groups = groups[n:]
+	}
+}
+
 // pending is what the shards hold for one row.
 type pending struct {
 	win     int64
@@ -705,8 +902,9 @@ type pending struct {
 
 // merge turns collected groups into rows: new windows get revision 1,
 // closed windows kept for corrections get their next revision. Windows
-// from onTime on were closed early, by max_open_windows.
-func (w *Windows) merge(groups []*group, onTime int64) []Row {
+// from onTime on were closed early: by max_open_windows up to forcedTo,
+// by max_memory from there.
+func (w *Windows) merge(groups []*group, onTime, forcedTo int64) []Row {
 	byKey := map[struct {
 		win int64
 		rk  rowKey
@@ -745,8 +943,12 @@ func (w *Windows) merge(groups []*group, onTime int64) []Row {
 	}
 	w.Stats.WindowsClosed.Add(int64(len(newWindows)))
 	for win := range newWindows {
-		if win >= onTime {
+		switch {
+		case win < onTime:
+		case win < forcedTo:
 			w.Stats.WindowsForced.Add(1)
+		default:
+			w.Stats.ClosedEarly.Add(1)
 		}
 	}
 	for _, g := range groups {
@@ -833,6 +1035,11 @@ func (w *Windows) row(p *pending, newWindows map[int64]bool) Row {
 	est, b, err := Encode(cr.sk)
 	if err != nil { // an initialized sketch always encodes
 		panic(err)
+	}
+	if n := keptRowBytes(p, len(b)); n != cr.bytes {
+		w.keptBytes.Add(n - cr.bytes)
+		w.keptByWin[p.win] += n - cr.bytes
+		cr.bytes = n
 	}
 	return Row{
 		Metric:      w.c.metrics[p.metric].name,
