@@ -254,19 +254,27 @@ func (r *Runner) AckStats() (acked, waiting, never int64) {
 // the batch as class panic (the stages' own per-record recovery is the
 // normal path, this is the last line of defence).
 func (r *Runner) runStages(ctx context.Context, b *Batch) {
+	for _, st := range r.o.Stages {
+		r.runStage(ctx, st, b)
+	}
+}
+
+// runStage runs one stage. A panic escaping it fails the whole batch, and
+// the later stages still see the batch (with every record failed, they
+// skip its records): the window stage must see every batch of a source,
+// or its watermark would wait for the missing one until the end.
+func (r *Runner) runStage(ctx context.Context, st Stage, b *Batch) {
 	defer func() {
 		if p := recover(); p != nil {
-			msg := fmt.Sprintf("panic in a stage: %v\n%s", p, debug.Stack())
-			r.o.Logger.Error("stage panicked outside its per-record guard; failing the whole batch", "source", sourcePath(b), "panic", fmt.Sprint(p))
+			msg := fmt.Sprintf("panic in stage %s: %v\n%s", st.Name(), p, debug.Stack())
+			r.o.Logger.Error("stage panicked outside its per-record guard; failing the whole batch", "stage", st.Name(), "source", sourcePath(b), "panic", fmt.Sprint(p))
 			b.Records = b.Records[:0]
 			for u := range b.Units {
 				b.NewRecord(u).Fail("stage", ClassPanic, "panic", msg)
 			}
 		}
 	}()
-	for _, st := range r.o.Stages {
-		st.Process(ctx, b)
-	}
+	st.Process(ctx, b)
 }
 
 // FileFailed records a file that failed as a whole (could not be opened, a

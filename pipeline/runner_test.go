@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tracepipe/tracepipe/pipeline"
@@ -194,5 +195,33 @@ func TestOneBrokenSinkDoesNotKeepRecordsFromTheOther(t *testing.T) {
 	}
 	if err := r.Accounting().Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// seen counts the batches a stage is given.
+type seen struct{ n atomic.Int64 }
+
+func (*seen) Name() string                                   { return "seen" }
+func (s *seen) Process(_ context.Context, _ *pipeline.Batch) { s.n.Add(1) }
+
+// TestStagesAfterAPanicStillSeeTheBatch: a stage that panics fails its
+// batch, and the stages after it still get the batch (the window stage
+// must see every batch of a source, or its watermark waits for it).
+func TestStagesAfterAPanicStillSeeTheBatch(t *testing.T) {
+	d, dir := openDLQ(t)
+	after := &seen{}
+	r := pipeline.NewRunner(pipeline.RunnerOptions{
+		Workers: 2, Stages: []pipeline.Stage{makeRecords{}, panicBatch{}, after},
+		Sinks: []pipeline.Sink{sinks.NewDiscard("d")}, DLQ: dlq.NewRecorder(d, dlq.RecorderOptions{}), Logger: quiet(),
+	})
+	feed(r, []string{"a", "b"}, []string{"explode", "c"}, []string{"d"})
+	if err := d.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := after.n.Load(); n != 3 {
+		t.Fatalf("the stage after the panicking one saw %d of 3 batches", n)
+	}
+	if es := entries(t, dir); len(es) != 2 || es[0].Error.Class != "panic" {
+		t.Fatalf("entries %+v, want the 2 units of the exploded batch as panic", es)
 	}
 }
