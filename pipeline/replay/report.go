@@ -174,6 +174,10 @@ func (w *WindowsReport) writeSummary(b *strings.Builder) {
 	add(w.LateDropped, "late records dropped (counted as filtered)")
 	add(w.Overflow, "counts went to the __overflow__ group (max_groups)")
 	add(w.WindowsForced, "windows closed early (max_open_windows)")
+	add(w.FutureTime, "records dated past max_future went to the DLQ (invalid, future_time)")
+	add(w.ClosedEarly, "windows closed early to stay under max_memory")
+	add(w.KeptForgotten, "closed windows forgotten early to stay under max_memory")
+	add(w.MemoryOverflow, "new groups went to __overflow__ to stay under max_memory")
 	add(w.NoTime, "records had no event time (not windowed)")
 	add(w.RowsFailed, "rows the windows sink refused (in the DLQ)")
 	if len(notes) > 0 {
