@@ -20,6 +20,27 @@ import (
 
 var spanIDRe = regexp.MustCompile(`"span_id":"([0-9a-f]+)"`)
 
+// processTestInput builds the command (once) and writes records generated
+// spans to a new temp dir: the binary, the dir, the input file and its
+// bytes.
+func processTestInput(t *testing.T, records int64, seed uint64) (bin, dir, input string, data []byte) {
+	t.Helper()
+	bin, err := buildPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	input = filepath.Join(dir, "spans.jsonl")
+	var buf bytes.Buffer
+	if _, err := gen.Generate(&buf, gen.Options{Format: "jsonl", Records: records, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(input, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bin, dir, input, buf.Bytes()
+}
+
 // outputSpans reads the finished files of a file sink's folder: span id ->
 // times seen. It fails on a torn line; it returns the .part files left.
 func outputSpans(t *testing.T, dir string) (map[string]int, []string) {
@@ -64,29 +85,11 @@ func outputSpans(t *testing.T, dir string) (map[string]int, []string) {
 // first run had made durable are not written twice.
 func TestKill9DuringReplay(t *testing.T) {
 	t.Parallel()
-	bin, err := buildPipeline()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	input := filepath.Join(dir, "spans.jsonl")
-	f, err := os.Create(input)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const records = 60000
+	bin, dir, input, data := processTestInput(t, 60000, 5)
 	want := map[string]bool{}
-	var buf bytes.Buffer
-	if _, err := gen.Generate(&buf, gen.Options{Format: "jsonl", Records: records, Seed: 5}); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range spanIDRe.FindAllSubmatch(buf.Bytes(), -1) {
+	for _, m := range spanIDRe.FindAllSubmatch(data, -1) {
 		want[string(m[1])] = true
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	_ = f.Close()
 	out := filepath.Join(dir, "records")
 	cfg := filepath.Join(dir, "c.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `
@@ -196,20 +199,7 @@ dlq:
 // clean stop finishes what was read; a second SIGINT ends it at once.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
-	bin, err := buildPipeline()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	input := filepath.Join(dir, "spans.jsonl")
-	f, err := os.Create(input)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gen.Generate(f, gen.Options{Format: "jsonl", Records: 2000, Seed: 3}); err != nil {
-		t.Fatal(err)
-	}
-	_ = f.Close()
+	bin, dir, input, _ := processTestInput(t, 2000, 3)
 	cfg := filepath.Join(dir, "c.yaml")
 	// Port 1 on loopback: nothing listens, every write is refused.
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `
