@@ -76,9 +76,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The first SIGINT/SIGTERM asks for a clean stop (input stops, what was
 	// read is finished); once it came, the handler is removed, so a second
 	// one ends the process at once, as the default action does.
-	finished := make(chan struct{})
-	defer close(finished)
+	finished, watched := make(chan struct{}), make(chan struct{})
+	defer func() { close(finished); <-watched }() // before stop: no write after run returns
 	go func() {
+		defer close(watched)
 		select {
 		case <-ctx.Done():
 			stop()
