@@ -11,11 +11,11 @@
 // header, named "dlq." followed by the field's JSON path in the file DLQ:
 //
 //	dlq.v  dlq.id  dlq.time
-//	dlq.payload_size  dlq.payload_sha256  dlq.truncated
+//	dlq.payload_size  dlq.payload_sha256  dlq.truncated  dlq.redacted
 //	dlq.source.kind  dlq.source.path  dlq.source.format  dlq.source.offset
 //	dlq.source.line  dlq.source.topic  dlq.source.partition
 //	dlq.source.kafka_offset  dlq.source.stream  dlq.source.stream_id
-//	dlq.stage  dlq.component  dlq.host  dlq.pipeline_version
+//	dlq.stage  dlq.component  dlq.sinks  dlq.host  dlq.pipeline_version
 //	dlq.error.class  dlq.error.code  dlq.error.message
 //	dlq.attempts  dlq.first_failure  dlq.last_failure
 //	dlq.event_time  dlq.window_start  dlq.window_end

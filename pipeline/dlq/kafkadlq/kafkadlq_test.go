@@ -615,3 +615,4 @@ func TestFullFollowsTheFallback(t *testing.T) {
 		t.Fatalf("Full not closed; fell back %d", b.FellBack())
 	}
 }
+
