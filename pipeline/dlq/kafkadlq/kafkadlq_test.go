@@ -615,4 +615,3 @@ func TestFullFollowsTheFallback(t *testing.T) {
 		t.Fatalf("Full not closed; fell back %d", b.FellBack())
 	}
 }
-
