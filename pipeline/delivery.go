@@ -238,6 +238,9 @@ func (r *Runner) writeTodo(ctx context.Context, sr *sinkRunner, b *Batch) error 
 	// Keep what the sink says it did not take, and only what it was given:
 	// a sink naming other records cannot make the runner lose or double
 	// any.
+	if !slices.IsSorted(pe.Failed) {
+		slices.Sort(pe.Failed) // the contract asks for order; do not trust it
+	}
 	left := todo[:0]
 	for _, i := range todo {
 		if _, found := slices.BinarySearch(pe.Failed, i); found {
