@@ -455,6 +455,21 @@ func (d *Decoder) nanos(v *fastjson.Value, unit int, rfc3339 bool) (n int64, st 
 	return 0, tBad, false
 }
 
+// eventTime reads the event time in field name (v, in unit; RFC 3339 too
+// when rfc3339 is set) and judges it: wrong_type, bad_timestamp (message
+// name + notTime) or time_out_of_range; 0 with the failure. Only a failure
+// builds a message.
+func (d *Decoder) eventTime(v *fastjson.Value, unit int, rfc3339 bool, name, notTime string) (int64, failure) {
+	n, st, typed := d.nanos(v, unit, rfc3339)
+	if !typed {
+		return 0, failure{codeWrongType, name + " is a " + v.Type().String()}
+	}
+	if f := eventTimeFailure(n, st, name, notTime); f.code != "" {
+		return 0, f
+	}
+	return n, failure{}
+}
+
 // appendAttr appends an attribute whose key is d.key (copied) and whose
 // value is already in the arena.
 func (d *Decoder) appendAttr(b *pipeline.Batch, typ pipeline.AttrType, val []byte) {

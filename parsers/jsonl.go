@@ -91,16 +91,8 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 		d.use(h)
 	}
 	if h = &d.hits[fTime]; h.v != nil {
-		n, st, typed := d.nanos(h.v, d.pr.timeUnit, true)
-		f := failure{codeWrongType, ""}
-		if typed {
-			f = eventTimeFailure(n, st, "time", " is neither a Unix time nor RFC 3339")
-		} else {
-			f.msg = "time is a " + h.v.Type().String()
-		}
-		if f.code == "" {
-			r.Time = n
-		}
+		var f failure
+		r.Time, f = d.eventTime(h.v, d.pr.timeUnit, true, "time", " is neither a Unix time nor RFC 3339")
 		fail = firstFailure(fail, f)
 		d.use(h)
 	}

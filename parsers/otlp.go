@@ -396,14 +396,7 @@ func (d *Decoder) otlpLog(b *pipeline.Batch, u int, item *fastjson.Value) {
 
 // otlpTime reads a Unix-nanosecond time, a string of digits or a number.
 func (d *Decoder) otlpTime(v *fastjson.Value, name string) (int64, failure) {
-	n, st, typed := d.nanos(v, unitNS, false)
-	if !typed {
-		return 0, failure{codeWrongType, name + " is a " + v.Type().String()}
-	}
-	if f := eventTimeFailure(n, st, name, " is not Unix nanoseconds"); f.code != "" {
-		return 0, f
-	}
-	return n, failure{}
+	return d.eventTime(v, unitNS, false, name, " is not Unix nanoseconds")
 }
 
 // severityName maps an OTLP severityNumber (1-24) to its short name.

@@ -94,16 +94,8 @@ func (d *Decoder) zipkinSpan(b *pipeline.Batch, u int, sp *fastjson.Value, inArr
 		fail = firstFailure(fail, f)
 	}
 	if fs.ts != nil {
-		n, st, typed := d.nanos(fs.ts, unitUS, false)
-		f := failure{codeWrongType, ""}
-		if typed {
-			f = eventTimeFailure(n, st, "timestamp", " is not Unix microseconds")
-		} else {
-			f.msg = "timestamp is a " + fs.ts.Type().String()
-		}
-		if f.code == "" {
-			r.Time = n
-		}
+		var f failure
+		r.Time, f = d.eventTime(fs.ts, unitUS, false, "timestamp", " is not Unix microseconds")
 		fail = firstFailure(fail, f)
 	}
 	if fs.dur != nil {
