@@ -101,25 +101,30 @@ func checkNoneLost(t *testing.T, rep *Report, input, dlqDir string, inSink map[s
 	}
 }
 
-func TestRedisSinkOutage(t *testing.T) {
-	t.Parallel()
-	srv := testredis.StartWith(t, testredis.Options{AOF: true})
-	dir := t.TempDir()
-	input := filepath.Join(dir, "in.jsonl")
+// outageSetup writes the input and returns a config with the one sink
+// given (a YAML flow mapping), a file DLQ and outagePolicy.
+func outageSetup(t *testing.T, sink string) (cfg *config.Config, dir, input string) {
+	t.Helper()
+	dir = t.TempDir()
+	input = filepath.Join(dir, "in.jsonl")
 	generate(t, input, "jsonl", outageRecords, false)
 	cfg, err := config.Decode(fmt.Appendf(nil, `
 input: {concurrency: 1}
 pipeline: {workers: 2, batch_units: 128}
-sinks:
-  - name: stream
-    type: redis_stream
-    redis_stream: {addr: %q, stream: "records", timeout: 500ms}
+sinks: [%s]
 dlq:
   file: {dir: "%s/dlq"}
-%s`, srv.Addr(), dir, outagePolicy), "test.yaml", os.LookupEnv)
+%s`, sink, dir, outagePolicy), "test.yaml", os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, dir, input
+}
+
+func TestRedisSinkOutage(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartWith(t, testredis.Options{AOF: true})
+	cfg, dir, input := outageSetup(t, fmt.Sprintf(`{name: stream, type: redis_stream, redis_stream: {addr: %q, stream: "records", timeout: 500ms}}`, srv.Addr()))
 	client := srv.Client(t)
 	count := func() int64 {
 		n, _ := client.XLen(context.Background(), "records").Result()
@@ -147,22 +152,7 @@ dlq:
 func TestKafkaSinkOutage(t *testing.T) {
 	t.Parallel()
 	c := testkafka.StartWith(t, testkafka.Options{Topics: []string{"records"}, Persist: true})
-	dir := t.TempDir()
-	input := filepath.Join(dir, "in.jsonl")
-	generate(t, input, "jsonl", outageRecords, false)
-	cfg, err := config.Decode(fmt.Appendf(nil, `
-input: {concurrency: 1}
-pipeline: {workers: 2, batch_units: 128}
-sinks:
-  - name: topic
-    type: kafka
-    kafka: {brokers: [%q], topic: "records", timeout: 1s}
-dlq:
-  file: {dir: "%s/dlq"}
-%s`, c.Addrs()[0], dir, outagePolicy), "test.yaml", os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, dir, input := outageSetup(t, fmt.Sprintf(`{name: topic, type: kafka, kafka: {brokers: [%q], topic: "records", timeout: 1s}}`, c.Addrs()[0]))
 	count := func() int64 { return c.Count("records") }
 	rep := runWithOutage(t, cfg, input, count, c.Stop, c.Restart)
 
