@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tracepipe/tracepipe/internal/ratelog"
@@ -49,14 +48,10 @@ type Runner struct {
 	log       *ratelog.Logger
 	closeOnce sync.Once
 
-	acksMu   sync.Mutex
-	acks     []ackToken // batches finalized since the last barrier
-	spare    []ackToken
-	barrier  sync.Mutex // one barrier at a time
-	flushMu  sync.Mutex
-	flushErr error        // the last barrier's error, nil once one succeeds
-	unacked  atomic.Int64 // batches never acked: a record of theirs was lost
-	acked    atomic.Int64
+	acksMu  sync.Mutex
+	acks    []ackToken // batches finalized since the last barrier
+	spare   []ackToken
+	barrier sync.Mutex // one barrier at a time
 }
 
 type ackToken struct {
@@ -184,15 +179,12 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 	if b.Done != nil {
 		b.Done(b)
 	}
-	if b.Acker != nil {
-		if c.lost > 0 {
-			// Never acknowledged: the source must not commit past it.
-			r.unacked.Add(1)
-		} else {
-			r.acksMu.Lock()
-			r.acks = append(r.acks, ackToken{b.Acker, b.Seq})
-			r.acksMu.Unlock()
-		}
+	// A batch with a lost record is never acknowledged: its source must
+	// not commit past it.
+	if b.Acker != nil && c.lost == 0 {
+		r.acksMu.Lock()
+		r.acks = append(r.acks, ackToken{b.Acker, b.Seq})
+		r.acksMu.Unlock()
 	}
 	PutBatch(b)
 }
@@ -219,11 +211,7 @@ func (r *Runner) Barrier(ctx context.Context) error {
 	if err := r.o.DLQ.Sync(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("DLQ: sync: %w", err))
 	}
-	err := errors.Join(errs...)
-	r.flushMu.Lock()
-	r.flushErr = err
-	r.flushMu.Unlock()
-	if err != nil {
+	if err := errors.Join(errs...); err != nil {
 		r.log.Error("barrier", "flush barrier failed: batches are not acknowledged until one succeeds", "batches", len(toks), "err", err)
 		r.acksMu.Lock()
 		r.acks = append(toks, r.acks...) // keep them, in front of the newer ones
@@ -233,21 +221,11 @@ func (r *Runner) Barrier(ctx context.Context) error {
 	for _, t := range toks {
 		t.a.Ack(t.seq)
 	}
-	r.acked.Add(int64(len(toks)))
 	clear(toks)
 	r.acksMu.Lock()
 	r.spare = toks[:0]
 	r.acksMu.Unlock()
 	return nil
-}
-
-// AckStats says how many batches were acknowledged, are waiting for a
-// barrier, and will never be (a record of theirs was lost).
-func (r *Runner) AckStats() (acked, waiting, never int64) {
-	r.acksMu.Lock()
-	waiting = int64(len(r.acks))
-	r.acksMu.Unlock()
-	return r.acked.Load(), waiting, r.unacked.Load()
 }
 
 // runStages calls each stage; a panic that escapes one fails every unit of
