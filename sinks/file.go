@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -366,11 +367,9 @@ func recoverPart(path string) (Recovered, error) {
 	buf := make([]byte, 256<<10)
 	for off := int64(0); off < size; {
 		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		for i, c := range buf[:n] {
-			if c == '\n' {
-				lines++
-				lastEnd = off + int64(i) + 1
-			}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+			lastEnd = off + int64(i) + 1
 		}
 		off += int64(n)
 		if err != nil && err != io.EOF {

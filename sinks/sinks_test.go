@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tracepipe/tracepipe/pipeline"
@@ -154,5 +155,49 @@ func BenchmarkAppendRecord(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst = AppendRecord(dst[:0], r, nil)
+	}
+}
+
+// TestFileRecoversDeadWritersParts: NewFile finishes the .part files a
+// dead process left (cut to the last whole record, renamed), removes one
+// with no whole record, and leaves alone one a live writer holds.
+func TestFileRecoversDeadWritersParts(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("records-a-000001.jsonl.part", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":")
+	write("records-b-000001.jsonl.part", "{\"torn")
+	live := write("records-c-000001.jsonl.part", "{\"c\":1}\n")
+	lf, err := os.OpenFile(live, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewFile(FileOptions{Name: "f", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	rec := s.Recovered()
+	if len(rec) != 2 || rec[0].Records != 3 || rec[0].Dropped != 5 || rec[0].Path != filepath.Join(dir, "records-a-000001.jsonl") ||
+		rec[1].Records != 0 || rec[1].Path != "" {
+		t.Fatalf("recovered %+v", rec)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "records-a-000001.jsonl")); err != nil || string(data) != "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n" {
+		t.Fatalf("recovered file %q (%v)", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "records-b-000001.jsonl.part")); !os.IsNotExist(err) {
+		t.Fatalf("the empty part is still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("the live writer's part was touched: %v", err)
 	}
 }
