@@ -537,14 +537,6 @@ func (b *Breaker) refusal() error {
 	return refusedNoCause
 }
 
-// Cause is the text of the failure that last kept the breaker open, or "".
-func (b *Breaker) Cause() string {
-	if p := b.cause.Load(); p != nil {
-		return p.cause
-	}
-	return ""
-}
-
 // ProbeIn returns how long until Allow may let an attempt through: 0 when
 // closed, or when a probe may go now.
 func (b *Breaker) ProbeIn() time.Duration {
