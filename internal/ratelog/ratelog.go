@@ -75,16 +75,6 @@ func (l *Logger) Log(level slog.Level, key, msg string, args ...any) {
 	l.log.Log(context.Background(), level, msg+" (repeated)", append([]any{"repeated", n, "total", total}, args...)...)
 }
 
-// Count returns how many times key occurred.
-func (l *Logger) Count(key string) int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s := l.keys[key]; s != nil {
-		return s.total
-	}
-	return 0
-}
-
 // Flush logs, for every key with occurrences not yet logged, one line with
 // their count. Call it at the end of a run.
 func (l *Logger) Flush() {
