@@ -34,8 +34,9 @@ type Sink interface {
 
 // PartialError is what Write returns when it took some of the records it
 // was given but not all: Failed lists those it did not take (indices into
-// the batch's Records, ascending, a subset of the recs Write was given),
-// and Err says why. The runner retries (or dead-letters) only those; the
+// the batch's Records, ascending, a subset of the recs Write was given,
+// in a slice of the sink's own: never sharing recs' memory, which the
+// caller rewrites while it reads Failed), and Err says why. The runner retries (or dead-letters) only those; the
 // others count as delivered.
 type PartialError struct {
 	Failed []int32

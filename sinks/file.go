@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -201,14 +202,14 @@ func (s *File) Write(_ context.Context, b *pipeline.Batch, recs []int32) error {
 	if n > keep {
 		if terr := s.f.Truncate(s.size + int64(keep)); terr != nil {
 			s.err = fmt.Errorf("%w; cutting off the torn record failed too: %w", werr, terr)
-			return &pipeline.PartialError{Failed: recs[taken:], Err: pipeline.Permanent(s.err)}
+			return &pipeline.PartialError{Failed: slices.Clone(recs[taken:]), Err: pipeline.Permanent(s.err)}
 		}
 	}
 	s.size += int64(keep)
 	if taken == 0 {
 		return s.classify(werr)
 	}
-	return &pipeline.PartialError{Failed: recs[taken:], Err: s.classify(werr)}
+	return &pipeline.PartialError{Failed: slices.Clone(recs[taken:]), Err: s.classify(werr)}
 }
 
 // classify marks err: a full disk or quota may pass (retried, with the

@@ -107,6 +107,9 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch, recs []int32) error
 		if !errors.As(werr, &pe) {
 			return werr
 		}
+		// kb goes back to the pool when Write returns: the list must not
+		// share its memory.
+		pe.Failed = slices.Clone(pe.Failed)
 		failed = pe.Failed
 	}
 	kb.marks = kb.marks[:0]
