@@ -244,13 +244,17 @@ func PutBatch(b *Batch) {
 
 // DeliverableRecords returns the indices of b's records that are neither
 // failed nor filtered: what a sink's Write is given when every sink takes
-// every record. It allocates; for tests and tools, not the hot path.
-func DeliverableRecords(b *Batch) []int32 {
-	var out []int32
+// every record. It allocates; for tests and tools (the runner appends to
+// the batch's own list).
+func DeliverableRecords(b *Batch) []int32 { return appendDeliverable(nil, b) }
+
+// appendDeliverable appends the indices of b's records that are neither
+// failed nor filtered to dst.
+func appendDeliverable(dst []int32, b *Batch) []int32 {
 	for i := range b.Records {
 		if r := &b.Records[i]; !r.Failed() && !r.Filtered {
-			out = append(out, int32(i))
+			dst = append(dst, int32(i))
 		}
 	}
-	return out
+	return dst
 }

@@ -97,12 +97,7 @@ func (r *Runner) startSinks() {
 // batch is then held until the retry ends; a full queue makes the worker
 // wait, within the retry policy's time), unless it failed for good.
 func (r *Runner) deliver(ctx context.Context, b *Batch) {
-	b.deliverable = b.deliverable[:0]
-	for i := range b.Records {
-		if rec := &b.Records[i]; !rec.Failed() && !rec.Filtered {
-			b.deliverable = append(b.deliverable, int32(i))
-		}
-	}
+	b.deliverable = appendDeliverable(b.deliverable[:0], b)
 	if len(b.deliverable) == 0 {
 		return
 	}

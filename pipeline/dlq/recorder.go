@@ -31,9 +31,6 @@ var _ pipeline.DeadLetters = (*Recorder)(nil)
 // NewRecorder returns a Recorder writing to b.
 func NewRecorder(b Backend, o RecorderOptions) *Recorder { return &Recorder{b: b, o: o} }
 
-// Backend returns the backend the entries go to.
-func (r *Recorder) Backend() Backend { return r.b }
-
 // newEntry starts an entry for failure f, made now by this process.
 func (r *Recorder) newEntry(f pipeline.Failure, msg string, src Source) *Entry {
 	now := time.Now().UTC()
