@@ -138,10 +138,10 @@ func TestRunnerAcksOnlyAfterABarrier(t *testing.T) {
 		Workers: 2, Stages: []pipeline.Stage{makeRecords{}, panicBatch{}}, Sinks: []pipeline.Sink{sink},
 		DLQ: dlq.NewRecorder(d, dlq.RecorderOptions{}), FlushEvery: time.Hour, Logger: quiet(),
 	})
-	src := &pipeline.Source{Kind: "file", Path: "mem.jsonl", Format: pipeline.FormatJSONL}
+	src := &pipeline.Origin{Kind: "file", Path: "mem.jsonl", Format: pipeline.FormatJSONL}
 	handle := func(seq uint64, units ...string) {
 		b := pipeline.GetBatch()
-		b.Source, b.Seq, b.Acker = src, seq, acks
+		b.Origin, b.Seq, b.Acker = src, seq, acks
 		for i, u := range units {
 			b.AddUnit([]byte(u), int64(i), int64(i+1), int64(len(u)), 0)
 		}

@@ -44,10 +44,10 @@ func ParseFormat(s string) (Format, bool) {
 	return FormatAuto, false
 }
 
-// Source says where a batch's units came from. One batch holds units of one
-// source only. A Source is shared by every batch of that file and must not be
+// Origin says where a batch's units came from. One batch holds units of one
+// source only. An Origin is shared by every batch of that file and must not be
 // changed once batches refer to it.
-type Source struct {
+type Origin struct {
 	// ID tells the run's sources apart (a file's index in the reader's
 	// list; two sources may share a Path, e.g. a file given twice).
 	ID   int
@@ -95,8 +95,8 @@ type Unit struct {
 // Every []byte view a batch hands out is valid until Reset. Get a batch with
 // GetBatch and return it with PutBatch; it must not be used after PutBatch.
 type Batch struct {
-	Source *Source
-	// Seq numbers the batches of one Source in the order they were read:
+	Origin *Origin
+	// Seq numbers the batches of one Origin in the order they were read:
 	// 1, 2, 3... with no gap. 0 means unsequenced. Stages that must see a
 	// source's batches as a contiguous prefix (the window watermark) and
 	// the ack tracker rely on it.
@@ -198,7 +198,7 @@ func (b *Batch) CopyString(s string) []byte {
 
 // Reset empties the batch for reuse, keeping its capacity.
 func (b *Batch) Reset() {
-	b.Source = nil
+	b.Origin = nil
 	b.Seq = 0
 	b.Buf = b.Buf[:0]
 	b.Units = b.Units[:0]

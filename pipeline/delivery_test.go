@@ -278,12 +278,12 @@ func BenchmarkRetryOnTheHappyPath(b *testing.B) {
 			r := pipeline.NewRunner(pipeline.RunnerOptions{Workers: 1, Stages: []pipeline.Stage{makeRecords{}},
 				Sinks: []pipeline.Sink{sinks.NewDiscard("discard")}, Delivery: del, DLQ: dlq.NewRecorder(d, dlq.RecorderOptions{}), Logger: quiet()})
 			defer r.Close()
-			src := &pipeline.Source{Kind: "file", Path: "mem", Format: pipeline.FormatJSONL}
+			src := &pipeline.Origin{Kind: "file", Path: "mem", Format: pipeline.FormatJSONL}
 			u := units(512, 0)
 			b.ReportAllocs()
 			for b.Loop() {
 				batch := pipeline.GetBatch()
-				batch.Source = src
+				batch.Origin = src
 				for i, x := range u {
 					batch.AddUnit([]byte(x), int64(i), int64(i+1), int64(len(x)), 0)
 				}

@@ -317,10 +317,10 @@ func CutFailure(f Failure) string {
 }
 
 func sourcePath(b *Batch) string {
-	if b.Source == nil {
+	if b.Origin == nil {
 		return ""
 	}
-	return b.Source.Path
+	return b.Origin.Path
 }
 
 // RecoverRecord is deferred by stages around the handling of one record or

@@ -79,10 +79,10 @@ func entries(t *testing.T, dir string) []dlq.Entry {
 
 func feed(r *pipeline.Runner, batches ...[]string) {
 	ch := make(chan *pipeline.Batch, len(batches))
-	src := &pipeline.Source{Kind: "file", Path: "mem.jsonl", Format: pipeline.FormatJSONL}
+	src := &pipeline.Origin{Kind: "file", Path: "mem.jsonl", Format: pipeline.FormatJSONL}
 	for _, units := range batches {
 		b := pipeline.GetBatch()
-		b.Source = src
+		b.Origin = src
 		for i, u := range units {
 			b.AddUnit([]byte(u), int64(i*10), int64(i+1), int64(len(u)), 0)
 		}

@@ -56,10 +56,10 @@ func (r *Recorder) PutRecord(ctx context.Context, b *pipeline.Batch, i int, lack
 	u := &b.Units[rec.Unit]
 	f := rec.Failure
 	src := Source{Kind: "file", Offset: u.Offset, Line: u.Line}
-	if b.Source != nil {
-		src.Kind, src.Path, src.Format = b.Source.Kind, b.Source.Path, b.Source.Format.String()
+	if b.Origin != nil {
+		src.Kind, src.Path, src.Format = b.Origin.Kind, b.Origin.Path, b.Origin.Format.String()
 		if f.Component == "" && f.Stage == "parse" {
-			f.Component = b.Source.Format.String()
+			f.Component = b.Origin.Format.String()
 		}
 	}
 	e := r.newEntry(f, pipeline.CutFailure(f), src)

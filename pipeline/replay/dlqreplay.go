@@ -194,7 +194,7 @@ func (r *dlqReplayer) run(ctx context.Context, o DLQOptions) error {
 			}
 			if full := b.add(it); full != nil {
 				if win != nil {
-					win.ExpectSources(full.b.Source.ID)
+					win.ExpectSources(full.b.Origin.ID)
 				}
 				ch <- full.b
 			}
@@ -207,7 +207,7 @@ func (r *dlqReplayer) run(ctx context.Context, o DLQOptions) error {
 		})
 		for _, rb := range b.flush() {
 			if win != nil {
-				win.ExpectSources(rb.b.Source.ID)
+				win.ExpectSources(rb.b.Origin.ID)
 			}
 			ch <- rb.b
 		}
@@ -339,7 +339,7 @@ type replayBatcher struct {
 	r         *dlqReplayer
 	ids       map[replayGroup]int
 	open      map[replayGroup]*replayBatch
-	sources   map[replayGroup]*pipeline.Source
+	sources   map[replayGroup]*pipeline.Origin
 	perSource map[int]int64 // batches sent per source id
 }
 
@@ -350,7 +350,7 @@ type replayGroup struct {
 
 func newReplayBatcher(cfg *config.Config, sinkIndex map[string]int, r *dlqReplayer) *replayBatcher {
 	return &replayBatcher{cfg: cfg, sinkIndex: sinkIndex, r: r, ids: map[replayGroup]int{}, open: map[replayGroup]*replayBatch{},
-		sources: map[replayGroup]*pipeline.Source{}, perSource: map[int]int64{}}
+		sources: map[replayGroup]*pipeline.Origin{}, perSource: map[int]int64{}}
 }
 
 // add puts it in its group's open batch and returns the batch it filled
@@ -402,11 +402,11 @@ func (rb0 *replayBatcher) newBatch(k replayGroup, e *dlq.Entry) *replayBatch {
 		if !ok {
 			f = pipeline.FormatAuto
 		}
-		src = &pipeline.Source{ID: id, Kind: "dlq", Path: e.Source.Path, Format: f}
+		src = &pipeline.Origin{ID: id, Kind: "dlq", Path: e.Source.Path, Format: f}
 		rb0.sources[k] = src
 	}
 	b := pipeline.GetBatch()
-	b.Source = src
+	b.Origin = src
 	b.SinkMask = k.mask
 	rb := &replayBatch{b: b, r: rb0.r}
 	b.Done = func(b *pipeline.Batch) {
@@ -428,7 +428,7 @@ func (rb0 *replayBatcher) newBatch(k replayGroup, e *dlq.Entry) *replayBatch {
 // finish numbers a batch in its source and settles an unknown format from
 // the source's first batch.
 func (rb0 *replayBatcher) finish(rb *replayBatch) {
-	src := rb.b.Source
+	src := rb.b.Origin
 	rb0.perSource[src.ID]++
 	rb.b.Seq = uint64(rb0.perSource[src.ID])
 	if src.Format == pipeline.FormatAuto {

@@ -27,8 +27,8 @@ func (p *Parse) Name() string { return "parse" }
 // Process implements pipeline.Stage.
 func (p *Parse) Process(_ context.Context, b *pipeline.Batch) {
 	format := pipeline.FormatJSONL
-	if b.Source != nil && b.Source.Format != pipeline.FormatAuto {
-		format = b.Source.Format
+	if b.Origin != nil && b.Origin.Format != pipeline.FormatAuto {
+		format = b.Origin.Format
 	}
 	d := parsers.GetDecoder(p.opts)
 	for u := range b.Units {

@@ -66,11 +66,11 @@ func TestHotPathAllocsPerRecord(t *testing.T) {
 			}
 			r, d := hotPath(t, sink)
 			f, _ := pipeline.ParseFormat(format)
-			src := &pipeline.Source{Kind: "file", Path: "gen." + format, Format: f}
+			src := &pipeline.Origin{Kind: "file", Path: "gen." + format, Format: f}
 			ctx := context.Background()
 			one := func() {
 				b := pipeline.GetBatch()
-				b.Source = src
+				b.Origin = src
 				for i, l := range lines {
 					b.AddUnit(l, int64(i), int64(i+1), int64(len(l)), 0)
 				}
@@ -113,12 +113,12 @@ func BenchmarkHotPath(b *testing.B) {
 			}
 			r, d := hotPath(b, sinks.NewDiscard(""))
 			f, _ := pipeline.ParseFormat(format)
-			src := &pipeline.Source{Kind: "file", Path: "gen", Format: f}
+			src := &pipeline.Origin{Kind: "file", Path: "gen", Format: f}
 			b.SetBytes(size)
 			b.ReportAllocs()
 			for b.Loop() {
 				batch := pipeline.GetBatch()
-				batch.Source = src
+				batch.Origin = src
 				for i, l := range lines {
 					batch.AddUnit(l, int64(i), int64(i+1), int64(len(l)), 0)
 				}

@@ -46,8 +46,8 @@ func genLines(t testing.TB, n int64) [][]byte {
 	return bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
 }
 
-func fill(b *pipeline.Batch, lines [][]byte, src *pipeline.Source) {
-	b.Source = src
+func fill(b *pipeline.Batch, lines [][]byte, src *pipeline.Origin) {
+	b.Origin = src
 	for i, l := range lines {
 		b.AddUnit(l, int64(i), int64(i+1), int64(len(l)), 0)
 	}
@@ -75,7 +75,7 @@ func TestWindowAllocsPerRecord(t *testing.T) {
 	}
 	defer func() { _ = w.Close(context.Background()) }()
 	parse := newParse(t)
-	src := &pipeline.Source{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
+	src := &pipeline.Origin{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
 	b := pipeline.GetBatch()
 	fill(b, lines, src)
 	parse.Process(context.Background(), b)
@@ -99,7 +99,7 @@ func BenchmarkWindowStage(b *testing.B) {
 	for _, l := range lines {
 		size += int64(len(l)) + 1
 	}
-	src := &pipeline.Source{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
+	src := &pipeline.Origin{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
 	parse := newParse(b)
 	w, err := windows.New(windows.Options{Config: defaultWindows(b), Workers: 1, Sink: discardRows{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

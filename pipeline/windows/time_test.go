@@ -85,9 +85,9 @@ func orderedBatches(n, per int) [][]rec {
 	return out
 }
 
-func seqBatch(src *pipeline.Source, seq int, rs []rec) *pipeline.Batch {
+func seqBatch(src *pipeline.Origin, seq int, rs []rec) *pipeline.Batch {
 	b := batchOf(rs...)
-	b.Source, b.Seq = src, uint64(seq)
+	b.Origin, b.Seq = src, uint64(seq)
 	return b
 }
 
@@ -105,7 +105,7 @@ func TestWatermarkWaitsForEarlierBatches(t *testing.T) {
 
 	run := func(order []int, workers int) ([]Row, Snapshot) {
 		w, sink := newStage(t, cfg, workers)
-		src := &pipeline.Source{ID: 0, Kind: "file", Path: "ordered.jsonl"}
+		src := &pipeline.Origin{ID: 0, Kind: "file", Path: "ordered.jsonl"}
 		w.ExpectSources(0)
 		late := 0
 		var mu sync.Mutex
@@ -205,7 +205,7 @@ func TestUnnumberedBatchesKeepTodaysWatermark(t *testing.T) {
 	cfg := testConfig()
 	cfg.LatePolicy = "dlq"
 	w, _ := newStage(t, cfg, 1)
-	src := &pipeline.Source{ID: 0}
+	src := &pipeline.Origin{ID: 0}
 	b := seqBatch(src, 0, []rec{{at: 10 * time.Minute, service: "a", trace: "x"}})
 	w.Process(context.Background(), b)
 	w.settleNow()
@@ -231,7 +231,7 @@ func TestGapDoesNotForceWindowsClosed(t *testing.T) {
 	cfg.MaxOpenWindows = 2
 	w, sink := newStage(t, cfg, 1)
 	w.ExpectSources(0)
-	src := &pipeline.Source{ID: 0}
+	src := &pipeline.Origin{ID: 0}
 	for seq := 2; seq <= 8; seq++ { // minutes 1..7, while batch 1 (minute 0) is in flight
 		pipeline.PutBatch(w.processSettled(seqBatch(src, seq, []rec{{at: time.Duration(seq-1) * time.Minute, service: "a", trace: "x"}})))
 	}

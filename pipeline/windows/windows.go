@@ -426,8 +426,8 @@ func (w *Windows) Process(_ context.Context, b *pipeline.Batch) {
 	s := <-w.shards
 	s.mu.Lock()
 	id := -1
-	if b.Source != nil {
-		id = b.Source.ID
+	if b.Origin != nil {
+		id = b.Origin.ID
 	}
 	w.sourceStart(id)
 	maxT := int64(math.MinInt64)

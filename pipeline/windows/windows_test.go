@@ -477,7 +477,7 @@ func TestWatermarkIsTheSlowestSource(t *testing.T) {
 	w.ExpectSources(0, 1, 2)
 	on := func(id int, recs ...rec) *pipeline.Batch {
 		b := batchOf(recs...)
-		b.Source = &pipeline.Source{ID: id, Kind: "file", Path: fmt.Sprint("f", id)}
+		b.Origin = &pipeline.Origin{ID: id, Kind: "file", Path: fmt.Sprint("f", id)}
 		w.Process(context.Background(), b)
 		return b
 	}

@@ -50,14 +50,14 @@ func parser(t testing.TB) *stages.Parse {
 	return parseStage
 }
 
-var jsonlSource = &pipeline.Source{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
+var jsonlSource = &pipeline.Origin{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
 
 // parsedBatch returns a batch holding lines, parsed: real records with views
 // into the batch's buffers.
 func parsedBatch(t testing.TB, lines [][]byte) *pipeline.Batch {
 	t.Helper()
 	b := pipeline.GetBatch()
-	b.Source = jsonlSource
+	b.Origin = jsonlSource
 	for i, l := range lines {
 		b.AddUnit(l, int64(i), int64(i+1), int64(len(l)), 0)
 	}

@@ -32,7 +32,7 @@ func streamLines(tb testing.TB, n int64, seed uint64) [][]byte {
 	return bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
 }
 
-var streamSource = &pipeline.Source{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
+var streamSource = &pipeline.Origin{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
 
 // parsedBatch returns a batch of lines run through the parse stage. The
 // caller puts it back with pipeline.PutBatch.
@@ -43,7 +43,7 @@ func parsedBatch(tb testing.TB, lines [][]byte) *pipeline.Batch {
 		tb.Fatal(err)
 	}
 	b := pipeline.GetBatch()
-	b.Source = streamSource
+	b.Origin = streamSource
 	for i, l := range lines {
 		b.AddUnit(l, int64(i), int64(i+1), int64(len(l)), 0)
 	}

@@ -354,7 +354,7 @@ func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipel
 	}
 	w.sp.reset(&w.dec, lim)
 
-	source := &pipeline.Source{ID: id, Kind: "file", Path: f.Path, Format: opts.Format}
+	source := &pipeline.Origin{ID: id, Kind: "file", Path: f.Path, Format: opts.Format}
 	var b *pipeline.Batch
 	var seq uint64 // batches of this file made so far
 	for {
@@ -370,7 +370,7 @@ func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipel
 		}
 		if b == nil {
 			b = pipeline.GetBatch()
-			b.Source = source
+			b.Origin = source
 			seq++
 			b.Seq = seq
 			if cap(b.Buf) < opts.BatchBytes && f.Size > int64(opts.BatchBytes) {
@@ -412,12 +412,12 @@ func (w *worker) codeOf(code string, err error) string {
 // send resolves the file's format on its first batch, then sends b, or puts
 // it back in the pool and returns false when ctx is cancelled first.
 func (w *worker) send(ctx context.Context, b *pipeline.Batch, out chan<- *pipeline.Batch) bool {
-	if b.Source.Format == pipeline.FormatAuto {
+	if b.Origin.Format == pipeline.FormatAuto {
 		f := w.r.opts.Detect(b)
 		if f == pipeline.FormatAuto {
 			f = pipeline.FormatJSONL
 		}
-		b.Source.Format = f
+		b.Origin.Format = f
 	}
 	if ctx.Err() != nil {
 		pipeline.PutBatch(b)

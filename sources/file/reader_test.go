@@ -60,12 +60,12 @@ func collect(t *testing.T, opts Options, files []File) result {
 		})
 		close(out)
 	}()
-	sources := map[string]*pipeline.Source{}
+	sources := map[string]*pipeline.Origin{}
 	lastOffset := map[string]int64{}
 	perID := map[int]int64{}
 	for b := range out {
 		res.batches++
-		src := b.Source
+		src := b.Origin
 		if src != nil {
 			perID[src.ID]++
 			if b.Seq != uint64(perID[src.ID]) {
@@ -349,15 +349,15 @@ func TestReadConcurrent(t *testing.T) {
 			if _, err := fmt.Sscanf(string(u), `{"file":%d,"line":%d}`, &file, &line); err != nil {
 				t.Fatalf("unit %q: %v", u, err)
 			}
-			if b.Source.Path != files[file].Path || int64(line+1) != b.Units[i].Line {
-				t.Fatalf("unit %q in batch of %s at line %d", u, b.Source.Path, b.Units[i].Line)
+			if b.Origin.Path != files[file].Path || int64(line+1) != b.Units[i].Line {
+				t.Fatalf("unit %q in batch of %s at line %d", u, b.Origin.Path, b.Units[i].Line)
 			}
 			key := string(u)
 			if seen[key] {
 				t.Fatalf("unit %q twice", u)
 			}
 			seen[key] = true
-			got[b.Source.Path]++
+			got[b.Origin.Path]++
 		}
 		pipeline.PutBatch(b)
 	}
@@ -383,7 +383,7 @@ func TestReadDetect(t *testing.T) {
 	opts.BatchUnits = 10
 	opts.Detect = func(b *pipeline.Batch) pipeline.Format {
 		mu.Lock()
-		calls[b.Source.Path]++
+		calls[b.Origin.Path]++
 		mu.Unlock()
 		if len(b.Units) == 0 {
 			t.Errorf("Detect on an empty batch")
@@ -402,7 +402,7 @@ func TestReadDetect(t *testing.T) {
 	close(out)
 	formats := map[string]pipeline.Format{}
 	for bt := range out {
-		formats[bt.Source.Path] = bt.Source.Format
+		formats[bt.Origin.Path] = bt.Origin.Format
 		pipeline.PutBatch(bt)
 	}
 	if calls[a] != 1 || calls[b] != 1 || formats[a] != pipeline.FormatJSONL || formats[b] != pipeline.FormatOTLP {
