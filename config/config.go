@@ -36,6 +36,8 @@ type Config struct {
 	Retry    Retry    `yaml:"retry"`
 	Dedupe   Dedupe   `yaml:"dedupe"`
 	Log      Log      `yaml:"log"`
+	Run      Run      `yaml:"run"`
+	Sources  []Source `yaml:"sources"`
 
 	// fromEnv maps a key (input.format, sinks[0].type) to the variables
 	// whose values Decode put into it; envValues maps each of those values
@@ -390,6 +392,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	c.Windows.applyDefaults()
+	c.applySourceDefaults()
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.Format, "text")
 }
@@ -470,6 +473,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Windows.validate(v)
+	c.validateSources(v)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 	return errors.Join(v.errs...)
@@ -533,7 +537,11 @@ func (c *Config) validateInFlight(v *check) {
 // validate checks the JSON-lines field paths as the parsers will, so that
 // the problem is reported here (with its key, and without a value that came
 // from the environment).
-func (j *JSONLPaths) validate(v *check) {
+func (j *JSONLPaths) validate(v *check) { j.validatePaths(v, "parse.jsonl") }
+
+// validatePaths checks the paths under prefix (parse.jsonl, or a
+// source's own sources[i].parse.jsonl).
+func (j *JSONLPaths) validatePaths(v *check, prefix string) {
 	lists := []struct {
 		key   string
 		paths []string
@@ -554,11 +562,11 @@ func (j *JSONLPaths) validate(v *check) {
 	}
 	for _, l := range lists {
 		for i, p := range l.paths {
-			path(fmt.Sprintf("parse.jsonl.%s[%d]", l.key, i), p)
+			path(fmt.Sprintf("%s.%s[%d]", prefix, l.key, i), p)
 		}
 	}
 	for i, d := range j.Duration {
-		key := fmt.Sprintf("parse.jsonl.duration[%d]", i)
+		key := fmt.Sprintf("%s.duration[%d]", prefix, i)
 		if d.Path == "" {
 			v.bad("%s.path: must be set", key)
 		} else {
