@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tracepipe/tracepipe/gen"
-	"github.com/tracepipe/tracepipe/pipeline/replay"
+	"github.com/tracepipe/tracepipe/app"
 )
 
 var spanIDRe = regexp.MustCompile(`"span_id":"([0-9a-f]+)"`)
@@ -157,7 +157,7 @@ dlq:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep replay.Report
+	var rep app.Report
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatal(err)
 	}

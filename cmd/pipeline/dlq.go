@@ -17,9 +17,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tracepipe/tracepipe/app"
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	"github.com/tracepipe/tracepipe/pipeline/replay"
 )
 
 // stdin is where purge reads its confirmation (tests replace it).
@@ -88,7 +88,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	store, where, err := openDLQStore(cfg, log)
+	store, where, err := app.OpenDLQStore(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", err)
 		return exitFailed
@@ -109,26 +109,6 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, errors.New("dlq purge: give a filter, or --all to delete every entry"))
 		}
 		return dlqPurge(ctx, store, f, where, *yes, stdout, stderr)
-	}
-}
-
-// openDLQStore opens the configured DLQ backend's store, and says where it
-// is (never with a password).
-func openDLQStore(cfg *config.Config, log *slog.Logger) (dlq.StepStore, string, error) {
-	switch cfg.DLQ.Type {
-	case "file":
-		s, err := dlq.OpenFileStore(cfg.DLQ.File.Dir, corruptLogger(log))
-		if err != nil {
-			return nil, "", err
-		}
-		return s, cfg.DLQ.File.Dir, nil
-	}
-	return openRemoteDLQStore(cfg, log)
-}
-
-func corruptLogger(log *slog.Logger) func(dlq.Corruption) {
-	return func(c dlq.Corruption) {
-		log.Warn("dlq: skipped a corrupt line", "segment", c.Segment, "offset", c.Offset, "reason", c.Reason)
 	}
 }
 
@@ -385,7 +365,7 @@ func dlqPurge(ctx context.Context, store dlq.Store, f dlq.Filter, where string, 
 }
 
 func dlqReplay(ctx context.Context, cfg *config.Config, store dlq.StepStore, f dlq.Filter, dryRun, asJSON bool, log *slog.Logger, stdout, stderr io.Writer) int {
-	rep, err := replay.ReplayDLQ(ctx, cfg, store, replay.DLQOptions{Filter: f, DryRun: dryRun, Logger: log, Version: buildVersion()})
+	rep, err := app.ReplayDLQ(ctx, cfg, store, app.DLQOptions{Filter: f, DryRun: dryRun, Logger: log, Version: buildVersion()})
 	if rep == nil {
 		fmt.Fprintf(stderr, "pipeline: dlq replay: %v\n", err)
 		return exitFailed

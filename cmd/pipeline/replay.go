@@ -13,7 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tracepipe/tracepipe/config"
-	"github.com/tracepipe/tracepipe/pipeline/replay"
+	"github.com/tracepipe/tracepipe/app"
 )
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -38,7 +38,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 
-	opts := replay.Options{Paths: paths, Logger: log, Version: buildVersion()}
+	opts := app.Options{Paths: paths, Logger: log, Version: buildVersion()}
 	if f, ok := stderr.(*os.File); ok && !*noProgress && term.IsTerminal(int(f.Fd())) {
 		opts.Progress = stderr
 	}
@@ -50,10 +50,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		defer stopProfile()
 	}
-	rep, runErr := replay.Run(ctx, cfg, opts)
+	rep, runErr := app.Run(ctx, cfg, opts)
 	if rep == nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
-		if errors.Is(runErr, replay.ErrNoInput) {
+		if errors.Is(runErr, app.ErrNoInput) {
 			return exitUsage
 		}
 		return exitFailed
@@ -91,7 +91,7 @@ func startCPUProfile(path string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
-func writeReport(path string, rep *replay.Report) error {
+func writeReport(path string, rep *app.Report) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

@@ -10,7 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tracepipe/tracepipe/config"
-	"github.com/tracepipe/tracepipe/pipeline/replay"
+	"github.com/tracepipe/tracepipe/app"
 )
 
 // cmdValidate checks the config named by -c or by the one argument (the
@@ -41,7 +41,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(path)
 	if err == nil {
-		if _, perr := replay.ParserOptions(cfg); perr != nil { // parser paths and units are checked there
+		if _, perr := app.ParserOptions(cfg); perr != nil { // parser paths and units are checked there
 			err = errors.New(cfg.HideExpanded(perr.Error()))
 		}
 	}
@@ -57,7 +57,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		name = "embedded config.yaml"
 	}
 	fmt.Fprintf(stdout, "# %s is valid; effective values (defaults filled in):\n", name)
-	replay.ShowParserDefaults(cfg)
+	app.ShowParserDefaults(cfg)
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", err)

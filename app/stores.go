@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -12,6 +12,27 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline/dlq/redisdlq"
 )
 
+// OpenDLQStore opens the configured DLQ backend's store, and says where it
+// is (never with a password).
+func OpenDLQStore(cfg *config.Config, log *slog.Logger) (dlq.StepStore, string, error) {
+	switch cfg.DLQ.Type {
+	case "file":
+		s, err := dlq.OpenFileStore(cfg.DLQ.File.Dir, CorruptLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		return s, cfg.DLQ.File.Dir, nil
+	}
+	return openRemoteDLQStore(cfg, log)
+}
+
+// CorruptLogger logs the DLQ lines a reader skipped as corrupt.
+func CorruptLogger(log *slog.Logger) func(dlq.Corruption) {
+	return func(c dlq.Corruption) {
+		log.Warn("dlq: skipped a corrupt line", "segment", c.Segment, "offset", c.Offset, "reason", c.Reason)
+	}
+}
+
 // openRemoteDLQStore opens a redis or kafka DLQ's store. Entries that fell
 // back to the local file DLQ (dlq.file.dir) while the backend was down are
 // part of it: ls, stats, replay and purge see them too.
@@ -22,7 +43,7 @@ func openRemoteDLQStore(cfg *config.Config, log *slog.Logger) (dlq.StepStore, st
 	}
 	m := &dlq.Multi{Remote: remote}
 	if cfg.DLQ.File != nil && cfg.DLQ.File.Dir != "" {
-		if fb, err := dlq.OpenFileStore(cfg.DLQ.File.Dir, corruptLogger(log)); err == nil {
+		if fb, err := dlq.OpenFileStore(cfg.DLQ.File.Dir, CorruptLogger(log)); err == nil {
 			m.Fallback = fb
 			where += " (and its fallback " + cfg.DLQ.File.Dir + ")"
 		}

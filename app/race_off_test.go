@@ -1,5 +1,5 @@
 //go:build !race
 
-package replay
+package app
 
 const raceEnabled = false

@@ -1,7 +1,4 @@
-// Package replay runs a batch replay over files: it builds the parsers,
-// stages, sinks and DLQ a config names, reads every file once, and returns
-// a report that reconciles in = out + dlq + filtered.
-package replay
+package app
 
 import (
 	"context"
