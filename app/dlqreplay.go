@@ -477,7 +477,7 @@ func (r *dlqReplayer) dryRun(ctx context.Context, f dlq.Filter) error {
 	if err != nil {
 		return err
 	}
-	parse := stages.NewParse(popts)
+	parse := parsers.NewStage(popts)
 	var filter pipeline.Stage
 	if fl := stages.NewFilter(r.cfg.Filter.IncludeServices, r.cfg.Filter.ExcludeServices); fl != nil {
 		filter = fl

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/stages"
@@ -56,7 +57,7 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 	if j.backend, err = OpenDLQ(cfg, log); err != nil {
 		return nil, err
 	}
-	stageList := []pipeline.Stage{stages.NewParse(popts)}
+	stageList := []pipeline.Stage{parsers.NewStage(popts)}
 	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
 		stageList = append(stageList, f)
 	}

@@ -56,6 +56,9 @@ type Origin struct {
 	// Format is the resolved format of the file (never FormatAuto once the
 	// reader has looked at the content).
 	Format Format
+	// Mapping selects the parse stage's field mapping (0: the default;
+	// a source with its own parse.jsonl paths has its own index).
+	Mapping int
 }
 
 // Replay says which DLQ entry a replayed unit came from.

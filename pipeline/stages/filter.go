@@ -1,3 +1,5 @@
+// Package stages holds the record stages of the core that need no adapter:
+// filter. (Parsing is parsers.Stage, windows are pipeline/windows.)
 package stages
 
 import (

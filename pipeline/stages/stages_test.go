@@ -41,7 +41,7 @@ func hotPath(t testing.TB, sink pipeline.Sink) (*pipeline.Runner, *dlq.File) {
 	}
 	r := pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers:  1,
-		Stages:   []pipeline.Stage{stages.NewParse(&opts), stages.NewFilter(nil, []string{"no-such-service"})},
+		Stages:   []pipeline.Stage{parsers.NewStage(&opts), stages.NewFilter(nil, []string{"no-such-service"})},
 		Sinks:    []pipeline.Sink{sink},
 		Delivery: []pipeline.SinkDelivery{{Retry: defaultRetrier(t)}},
 		DLQ:      dlq.NewRecorder(d, dlq.RecorderOptions{}),

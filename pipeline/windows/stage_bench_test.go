@@ -11,7 +11,6 @@ import (
 	"github.com/tracepipe/tracepipe/gen"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/stages"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
 )
 
@@ -53,12 +52,12 @@ func fill(b *pipeline.Batch, lines [][]byte, src *pipeline.Origin) {
 	}
 }
 
-func newParse(t testing.TB) *stages.Parse {
+func newParse(t testing.TB) *parsers.Stage {
 	opts := parsers.DefaultOptions()
 	if err := opts.Prepare(); err != nil {
 		t.Fatal(err)
 	}
-	return stages.NewParse(&opts)
+	return parsers.NewStage(&opts)
 }
 
 // TestWindowAllocsPerRecord: once its (metric, group, window) partials

@@ -21,7 +21,6 @@ import (
 	"github.com/tracepipe/tracepipe/gen"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/stages"
 )
 
 // genLines returns n generated good jsonl lines drawn from traces trace ids.
@@ -36,16 +35,16 @@ func genLines(t testing.TB, n int64, traces int) [][]byte {
 
 var (
 	parseOnce  sync.Once
-	parseStage *stages.Parse
+	parseStage *parsers.Stage
 )
 
-func parser(t testing.TB) *stages.Parse {
+func parser(t testing.TB) *parsers.Stage {
 	parseOnce.Do(func() {
 		opts := parsers.DefaultOptions()
 		if err := opts.Prepare(); err != nil {
 			t.Fatal(err)
 		}
-		parseStage = stages.NewParse(&opts)
+		parseStage = parsers.NewStage(&opts)
 	})
 	return parseStage
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/tracepipe/tracepipe/internal/testredis"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
-	"github.com/tracepipe/tracepipe/pipeline/stages"
 	"github.com/tracepipe/tracepipe/sinks"
 	"github.com/tracepipe/tracepipe/sinks/redis"
 )
@@ -47,7 +46,7 @@ func parsedBatch(tb testing.TB, lines [][]byte) *pipeline.Batch {
 	for i, l := range lines {
 		b.AddUnit(l, int64(i), int64(i+1), int64(len(l)), 0)
 	}
-	stages.NewParse(&opts).Process(context.Background(), b)
+	parsers.NewStage(&opts).Process(context.Background(), b)
 	for i := range b.Records {
 		if b.Records[i].Failed() {
 			tb.Fatalf("generated record %d failed to parse: %+v", i, b.Records[i].Failure)
