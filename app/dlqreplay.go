@@ -179,50 +179,11 @@ func (r *dlqReplayer) run(ctx context.Context, o DLQOptions) error {
 	if err != nil {
 		return err
 	}
-	runner, win := j.runner, j.win
-	b := newReplayBatcher(r.cfg, r.sinkIndex, r)
-	var rows []*replayItem
-	var gone []string
-	var scanErr error
-	ch := make(chan *pipeline.Batch, r.cfg.Pipeline.Queue)
-	go func() {
-		defer close(ch)
-		scanErr = r.selectEntries(ctx, o.Filter, func(it *replayItem) error {
-			if it.e.Source.Kind == "window_row" {
-				rows = append(rows, it) // rare: the windows store refused them
-				return nil
-			}
-			if full := b.add(it); full != nil {
-				if win != nil {
-					win.ExpectSources(full.b.Origin.ID)
-				}
-				ch <- full.b
-			}
-			return nil
-		}, func(key string) {
-			if gone = append(gone, key); len(gone) >= deleteStep {
-				r.delete(ctx, gone, len(gone))
-				gone = nil
-			}
-		})
-		for _, rb := range b.flush() {
-			if win != nil {
-				win.ExpectSources(rb.b.Origin.ID)
-			}
-			ch <- rb.b
-		}
-		if len(gone) > 0 {
-			r.delete(ctx, gone, len(gone))
-		}
-		if win != nil {
-			for id, n := range b.perSource {
-				win.SourceDone(id, n)
-			}
-		}
-	}()
+	src := &dlqSource{r: r, b: newReplayBatcher(r.cfg, r.sinkIndex, r), win: j.win, filter: o.Filter}
 	start := time.Now()
 	r.startDeleter(context.WithoutCancel(ctx))
-	runner.Run(context.WithoutCancel(ctx), ch)
+	j.feed(ctx, context.WithoutCancel(ctx), []pipeline.Source{src}, 0)
+	rows, scanErr := src.rows, src.scanErr
 
 	var errs []error
 	if scanErr != nil {
@@ -256,6 +217,62 @@ func (r *dlqReplayer) run(ctx context.Context, o DLQOptions) error {
 		errs = append(errs, fmt.Errorf("dlq replay: delete replayed entries: %w", r.delErr))
 	}
 	return errors.Join(errs...)
+}
+
+// dlqSource is the source of a DLQ replay: the selected entries, in
+// batches grouped by origin and sink set. A batch is acked (its entries
+// deleted) once the runner made it durable; Commit has nothing more to do.
+// Window rows (entries the windows store refused) are not records: they
+// are kept aside in rows for replayRows.
+type dlqSource struct {
+	r       *dlqReplayer
+	b       *replayBatcher
+	win     *windows.Windows
+	filter  dlq.Filter
+	rows    []*replayItem
+	scanErr error
+}
+
+func (s *dlqSource) Name() string { return "dlq" }
+
+func (s *dlqSource) Commit(context.Context) error { return nil }
+
+func (s *dlqSource) Run(ctx context.Context, out chan<- *pipeline.Batch) error {
+	r, b, win := s.r, s.b, s.win
+	var gone []string
+	send := func(rb *replayBatch) {
+		if win != nil {
+			win.ExpectSources(rb.b.Origin.ID)
+		}
+		out <- rb.b
+	}
+	s.scanErr = r.selectEntries(ctx, s.filter, func(it *replayItem) error {
+		if it.e.Source.Kind == "window_row" {
+			s.rows = append(s.rows, it) // rare: the windows store refused them
+			return nil
+		}
+		if full := b.add(it); full != nil {
+			send(full)
+		}
+		return nil
+	}, func(key string) {
+		if gone = append(gone, key); len(gone) >= deleteStep {
+			r.delete(ctx, gone, len(gone))
+			gone = nil
+		}
+	})
+	for _, rb := range b.flush() {
+		send(rb)
+	}
+	if len(gone) > 0 {
+		r.delete(ctx, gone, len(gone))
+	}
+	if win != nil {
+		for id, n := range b.perSource {
+			win.SourceDone(id, n)
+		}
+	}
+	return nil
 }
 
 // deleteStep is how many superseded entries are deleted at once.

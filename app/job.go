@@ -22,6 +22,7 @@ import (
 // feeds the runner.
 type job struct {
 	cfg         *config.Config
+	log         *slog.Logger
 	sinks       []pipeline.Sink
 	closeDedupe func() error
 	backend     dlq.Backend
@@ -35,7 +36,7 @@ type job struct {
 
 // newJob builds the job; on error it closes what it had opened.
 func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version string) (_ *job, err error) {
-	j := &job{cfg: cfg, closeDedupe: func() error { return nil }}
+	j := &job{cfg: cfg, log: log, closeDedupe: func() error { return nil }}
 	defer func() {
 		if err != nil {
 			_ = j.close(context.WithoutCancel(ctx))
@@ -92,6 +93,19 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 		Logger:     log,
 	})
 	return j, nil
+}
+
+// events is what the job's sources tell it besides batches: a failed
+// input becomes one DLQ entry; an origin done or idle stops holding the
+// windows' watermark back.
+func (j *job) events(ctx context.Context) pipeline.SourceEvents {
+	ev := pipeline.SourceEvents{Failed: func(ctx context.Context, f pipeline.SourceFailure) {
+		j.runner.FileFailed(ctx, f.Path, f.Code, f.Offset, f.Line, f.Err)
+	}}
+	if j.win != nil {
+		ev.OriginDone = j.win.SourceDone
+	}
+	return ev
 }
 
 // close makes everything durable, in order: every window closes (what was

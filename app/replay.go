@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/tracepipe/tracepipe/config"
@@ -59,14 +58,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	runner, backend, win := j.runner, j.backend, j.win
+	runner, win := j.runner, j.win
 
 	fopts := file.DefaultOptions()
 	fopts.MaxLineBytes = int(cfg.Input.MaxLineBytes)
 	fopts.MaxDocumentBytes = int(cfg.Input.MaxDocumentBytes)
-	if cfg.DLQ.KeepBytes > 0 { // 0 keeps the whole payload elsewhere; a too-large unit is never kept whole
-		fopts.KeepBytes = int(min(cfg.DLQ.KeepBytes, cfg.Input.MaxLineBytes))
-	}
+	fopts.KeepBytes = keepBytes(cfg)
 	fopts.BatchUnits = cfg.Pipeline.BatchUnits
 	fopts.BatchBytes = int(cfg.Pipeline.BatchBytes)
 	fopts.Concurrency = cfg.Input.Concurrency
@@ -87,27 +84,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	}
 
 	start := time.Now()
+	ev := j.events(ctx)
 	for _, fe := range expandErrs {
-		runner.FileFailed(ctx, fe.Path, fe.Code, fe.Offset, fe.Line, fe.Err)
+		ev.Failed(ctx, pipeline.SourceFailure{Kind: "file", Path: fe.Path, Code: fe.Code, Offset: fe.Offset, Line: fe.Line, Err: fe.Err})
 	}
-
-	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
-	// The watcher stops input when the DLQ reaches its cap. It is waited
-	// for before dlqFull is read, and a cap reached only while the last
-	// entries are flushed (input all read) does not count as stopping early.
-	var dlqFull bool
-	finished := make(chan struct{})
-	var watcher sync.WaitGroup
-	watcher.Go(func() {
-		select {
-		case <-backend.Full():
-			dlqFull = true
-			log.Error("DLQ takes no more entries (full, or failing): stopping input; entries in flight are still handled")
-			stopReading()
-		case <-finished:
-		}
-	})
 
 	var total int64
 	for _, f := range files {
@@ -115,18 +95,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	}
 	bar := newProgress(o.Progress, total, reader, runner.Accounting())
 	bar.start()
-
-	batches := make(chan *pipeline.Batch, cfg.Pipeline.Queue)
-	go func() {
-		reader.Run(readCtx, files, batches, func(fe file.FileError) {
-			runner.FileFailed(ctx, fe.Path, fe.Code, fe.Offset, fe.Line, fe.Err)
-		})
-		close(batches)
-	}()
-	runner.Run(ctx, batches)
-	close(finished)
-	watcher.Wait()
+	src := &fileReplay{reader: reader, files: files, failed: ev.Failed}
+	res := j.feed(ctx, ctx, []pipeline.Source{src}, 0)
 	bar.stop()
+	dlqFull := res.DLQFull
 
 	// Everything read is handled; now make it durable.
 	var errs []error
@@ -139,6 +111,35 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	}
 	return rep, errors.Join(errs...)
 }
+
+// keepBytes is how much of a too-large unit a reader keeps for its DLQ
+// entry: dlq.keep_bytes, at most a line (0 keeps the whole payload
+// elsewhere; a too-large unit is never kept whole).
+func keepBytes(cfg *config.Config) int {
+	if cfg.DLQ.KeepBytes > 0 {
+		return int(min(cfg.DLQ.KeepBytes, cfg.Input.MaxLineBytes))
+	}
+	return 0
+}
+
+// fileReplay is the source of a replay: the given files, each read once.
+type fileReplay struct {
+	reader *file.Reader
+	files  []file.File
+	failed func(context.Context, pipeline.SourceFailure)
+}
+
+func (s *fileReplay) Name() string { return "replay" }
+
+func (s *fileReplay) Run(ctx context.Context, out chan<- *pipeline.Batch) error {
+	s.reader.Run(ctx, s.files, out, func(fe file.FileError) {
+		s.failed(context.WithoutCancel(ctx), pipeline.SourceFailure{Kind: "file", Path: fe.Path, Code: fe.Code, Offset: fe.Offset, Line: fe.Line, Err: fe.Err})
+	})
+	return nil
+}
+
+// Commit has nothing to commit: a replay keeps no positions.
+func (s *fileReplay) Commit(context.Context) error { return nil }
 
 // ParserOptions maps the parse section of the config onto parsers.Options.
 func ParserOptions(cfg *config.Config) (*parsers.Options, error) {

@@ -131,7 +131,7 @@ func TestReplayGoodAndBadFiles(t *testing.T) {
 	good += generate(t, filepath.Join(in, "app.jsonl"), "jsonl", 500, false).Records
 	good += generate(t, filepath.Join(nested, "collector.otlp.jsonl.gz"), "otlp", 300, true).Records
 	good += generate(t, filepath.Join(in, "zipkin.json"), "zipkin", 200, false).Records
-	pretty, err := os.ReadFile("../../testdata/otlp/trace.json")
+	pretty, err := os.ReadFile("../testdata/otlp/trace.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestReplayDLQFullStopsInput(t *testing.T) {
 // file may yield a delivered record, no y_ file a malformed entry, and
 // nothing may crash or hang (n_structure_100000_opening_arrays included).
 func TestReplayJSONTestSuite(t *testing.T) {
-	suite := "../../testdata/JSONTestSuite/test_parsing/"
+	suite := "../testdata/JSONTestSuite/test_parsing/"
 	for _, tc := range []struct{ glob, forbiddenClass string }{
 		{"n_*.json", ""},
 		{"y_*.json", "malformed"},
@@ -335,7 +335,7 @@ func TestReplayJSONTestSuite(t *testing.T) {
 // for its output folders, on testdata/logs: what `make replay` does. The
 // counts are those of the sample mix (its bad lines are there on purpose).
 func TestShippedConfigOnSampleLogs(t *testing.T) {
-	cfg, err := config.Load("../../config.yaml")
+	cfg, err := config.Load("../config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestShippedConfigOnSampleLogs(t *testing.T) {
 	cfg.Sinks[0].File.Dir = filepath.Join(out, "records")
 	cfg.DLQ.File.Dir = filepath.Join(out, "dlq")
 	cfg.Windows.Sink.File.Dir = filepath.Join(out, "windows")
-	rep, err := Run(context.Background(), cfg, Options{Paths: []string{"../../testdata/logs"}, Logger: quietLogger()})
+	rep, err := Run(context.Background(), cfg, Options{Paths: []string{"../testdata/logs"}, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
