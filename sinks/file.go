@@ -245,6 +245,25 @@ func (s *File) rotate() error {
 	return nil
 }
 
+// Reopen finishes the file being written (synced, renamed to its final
+// name by the completer) so the next write starts a new one: what SIGHUP
+// asks of `pipeline run`, the logrotate habit. A sink with no open file,
+// or one written nothing yet, is left as it is.
+func (s *File) Reopen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("file sink %s: reopen after Close", s.opts.Name)
+	}
+	if s.f == nil || s.size == 0 {
+		return nil
+	}
+	s.done <- partFile{s.f, s.path}
+	s.handed++
+	s.f = nil
+	return nil
+}
+
 // complete syncs, closes and renames a written file.
 func (s *File) complete(p partFile) error {
 	err := p.f.Sync()

@@ -201,3 +201,57 @@ func TestFileRecoversDeadWritersParts(t *testing.T) {
 		t.Fatalf("the live writer's part was touched: %v", err)
 	}
 }
+
+// Reopen (SIGHUP) finishes the file being written, so a log rotator finds
+// it complete under its final name, and the next write starts a new one.
+func TestFileSinkReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewFile(FileOptions{Dir: dir, RotateBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func() {
+		b := pipeline.GetBatch()
+		defer pipeline.PutBatch(b)
+		sampleRecord(b)
+		if err := s.Write(context.Background(), b, pipeline.DeliverableRecords(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Reopen(); err != nil { // nothing open yet: nothing to do
+		t.Fatal(err)
+	}
+	write()
+	if err := s.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	// Flush waits for the completer: the first file is final now.
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := filepath.Glob(filepath.Join(dir, "records-*.jsonl"))
+	parts, _ := filepath.Glob(filepath.Join(dir, "*.part"))
+	if len(done) != 1 || len(parts) != 0 {
+		t.Fatalf("after reopen: complete %v, parts %v", done, parts)
+	}
+	if err := s.Reopen(); err != nil { // an empty new file is not made
+		t.Fatal(err)
+	}
+	write()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reopen(); err == nil {
+		t.Fatal("reopen after close succeeded")
+	}
+	done, _ = filepath.Glob(filepath.Join(dir, "records-*.jsonl"))
+	if len(done) != 2 {
+		t.Fatalf("files: %v", done)
+	}
+	for _, f := range done {
+		data, _ := os.ReadFile(f)
+		if bytes.Count(data, []byte("\n")) != 1 {
+			t.Fatalf("%s: %q", f, data)
+		}
+	}
+}
