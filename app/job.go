@@ -14,6 +14,7 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/stages"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
+	"github.com/tracepipe/tracepipe/sinks"
 )
 
 // job is the pipeline a config describes: parse, filter and windows
@@ -32,6 +33,7 @@ type job struct {
 	retriers    []*pipeline.Retrier
 	runner      *pipeline.Runner
 	recovered   []RecoveredFile // what the file sinks found left by a dead process
+	fileSinks   []*sinks.File   // the file sinks (under dedupe, if on): SIGHUP reopens them
 }
 
 // newJob builds the job; on error it closes what it had opened.
@@ -51,6 +53,11 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 		return nil, err
 	}
 	j.recovered = recoveredFiles(built)
+	for _, s := range built {
+		if f, ok := s.(*sinks.File); ok {
+			j.fileSinks = append(j.fileSinks, f)
+		}
+	}
 	if j.sinks, j.closeDedupe, err = wrapDedupe(cfg, built); err != nil {
 		j.closeDedupe = func() error { return nil }
 		return nil, err
@@ -104,6 +111,7 @@ func (j *job) events(ctx context.Context) pipeline.SourceEvents {
 	}}
 	if j.win != nil {
 		ev.OriginDone = j.win.SourceDone
+		ev.Idle = j.win.SourceIdle
 	}
 	return ev
 }

@@ -43,11 +43,11 @@ type SourceEvents struct {
 	// file read to its end and released, a partition given up): it holds
 	// no window open once those are through.
 	OriginDone func(id int, batches int64)
-	// Idle says origin id has nothing to read for now (a followed file at
-	// its end for idle_timeout): until its next batch it does not hold the
-	// window watermark back, so a quiet file does not keep every window
-	// open.
-	Idle func(id int)
+	// Idle says origin id, after sending batches in all, has nothing to
+	// read for now (a followed file at its end for idle_timeout): until
+	// its next batch it does not hold the window watermark back, so a
+	// quiet file does not keep every window open.
+	Idle func(id int, batches int64)
 }
 
 // OriginIDs hands out origin ids unique within a process, so that origins

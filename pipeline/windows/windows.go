@@ -211,6 +211,13 @@ type source struct {
 	total     int64            // batches the source sent, once known (SourceDone); -1 before
 	next      uint64           // numbered batches: the lowest Seq not yet counted
 	held      map[uint64]int64 // numbered batches done past a gap: Seq -> their highest event time
+	idleAfter int64            // SourceIdle: idle once this many batches are done; -1 = not idle
+}
+
+// idle reports whether the source said it is idle and every batch it
+// sent before is through.
+func (st *source) idle() bool {
+	return st.idleAfter >= 0 && st.processed >= st.idleAfter && st.inflight == 0 && len(st.held) == 0
 }
 
 // ExpectSources registers sources before their first batch: each holds
@@ -221,7 +228,7 @@ func (w *Windows) ExpectSources(ids ...int) {
 	defer w.srcMu.Unlock()
 	for _, id := range ids {
 		if w.sources[id] == nil {
-			w.sources[id] = &source{max: math.MinInt64, pending: true, total: -1, next: 1}
+			w.sources[id] = &source{max: math.MinInt64, pending: true, total: -1, next: 1, idleAfter: -1}
 		}
 	}
 }
@@ -240,14 +247,29 @@ func (w *Windows) SourceDone(id int, batches int64) {
 	w.poke()
 }
 
+// SourceIdle says source id has nothing to read for now (a followed file
+// at its end for idle_timeout) after sending batches in all: once those
+// are through, it no longer holds the watermark back, so a quiet file does
+// not keep every window open. Its next batch makes it count again; its
+// records may then be late, as with any source that was idle.
+func (w *Windows) SourceIdle(id int, batches int64) {
+	w.srcMu.Lock()
+	if st := w.sources[id]; st != nil {
+		st.idleAfter = batches
+	}
+	w.srcMu.Unlock()
+	w.poke()
+}
+
 func (w *Windows) sourceStart(id int) {
 	w.srcMu.Lock()
 	st := w.sources[id]
 	if st == nil {
-		st = &source{max: math.MinInt64, total: -1, next: 1}
+		st = &source{max: math.MinInt64, total: -1, next: 1, idleAfter: -1}
 		w.sources[id] = st
 	}
 	st.pending = false
+	st.idleAfter = -1
 	st.inflight++
 	w.srcMu.Unlock()
 }
@@ -306,7 +328,7 @@ func (w *Windows) poke() {
 	}
 }
 
-// watermark is the lowest watermark of the unfinished sources (max event
+// watermark is the lowest watermark of the unfinished, not idle sources (max event
 // time - allowed lateness), or the highest event time's when none is
 // left. ok is false while a source has not shown an event time yet (it
 // holds every window open) and before any event time.
@@ -314,13 +336,18 @@ func (w *Windows) watermark() (wm int64, ok bool) {
 	w.srcMu.Lock()
 	defer w.srcMu.Unlock()
 	wm = math.MaxInt64
+	counted := 0
 	for _, st := range w.sources {
+		if st.idle() {
+			continue
+		}
 		if st.max == math.MinInt64 {
 			return 0, false
 		}
 		wm = min(wm, st.max-w.lateness)
+		counted++
 	}
-	if len(w.sources) == 0 {
+	if counted == 0 {
 		m := w.maxEvent.Load()
 		if m == math.MinInt64 {
 			return 0, false

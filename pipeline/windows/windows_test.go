@@ -511,3 +511,41 @@ func TestWatermarkIsTheSlowestSource(t *testing.T) {
 		t.Errorf("minute 0: %d distinct, want 3", r.Estimate)
 	}
 }
+
+// TestIdleSourceStopsHolding: a followed file that went quiet (SourceIdle)
+// stops holding the watermark once its batches are through, so the busy
+// source's windows close; its next batch makes it count again.
+func TestIdleSourceStopsHolding(t *testing.T) {
+	cfg := testConfig()
+	cfg.LatePolicy = "dlq"
+	w, _ := newStage(t, cfg, 2)
+	w.ExpectSources(0, 1)
+	on := func(id int, recs ...rec) *pipeline.Batch {
+		b := batchOf(recs...)
+		b.Origin = &pipeline.Origin{ID: id, Kind: "file", Path: fmt.Sprint("f", id)}
+		w.Process(context.Background(), b)
+		return b
+	}
+	on(0, rec{at: 10 * time.Second, service: "a", trace: "quiet"})
+	on(1, rec{at: 10 * time.Minute, service: "a", trace: "busy"})
+	// Source 0 holds everything at minute 0.
+	if wm, ok := w.watermark(); !ok || wm > t0.Add(10*time.Second).UnixNano() {
+		t.Fatalf("watermark %v ok=%v past the quiet source", time.Unix(0, wm).UTC(), ok)
+	}
+	// Idle after 2 batches, but only 1 went through: it still holds.
+	w.SourceIdle(0, 2)
+	if wm, _ := w.watermark(); wm > t0.Add(10*time.Second).UnixNano() {
+		t.Fatal("an idle source with a batch still to come stopped holding")
+	}
+	w.SourceIdle(0, 1)
+	waitFor(t, func() bool { return w.closedBefore.Load() >= w.window(t0.Add(9*time.Minute).UnixNano()) })
+	// Its next batch counts again, and what it brings for a closed window
+	// is late.
+	if b := on(0, rec{at: 20 * time.Second, service: "a", trace: "again"}); b.Records[0].Failure.Class != pipeline.ClassLate {
+		t.Fatalf("record of a closed window from a source back from idle: %+v", b.Records[0].Failure)
+	}
+	if wm, _ := w.watermark(); wm > t0.Add(20*time.Second).UnixNano() {
+		t.Fatal("a source back from idle does not hold the watermark")
+	}
+	closeStage(t, w)
+}
