@@ -2,16 +2,15 @@ package dlq
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 )
 
-// Fallback is the local DLQ (the file backend) a remote backend (Redis,
-// Kafka) hands entries to while its server cannot take them, so nothing is
-// lost. It counts what it took, says when it is full (so input stops, as
-// with the file DLQ alone), and adds its counts to the remote backend's
-// Stats. The remote backend owns it and closes it.
+// Fallback is the local DLQ (the file backend) a Remote hands entries to
+// while its server cannot take them, so nothing is lost. It counts what it
+// took, says when it is full (so input stops, as with the file DLQ alone),
+// and adds its counts to the Remote's Stats. The Remote owns it and closes
+// it.
 type Fallback struct {
 	b     Backend // nil: no fallback
 	n     atomic.Int64
@@ -20,8 +19,8 @@ type Fallback struct {
 	full  chan struct{}
 }
 
-// NewFallback wraps b (nil for none); done is closed when the remote
-// backend's writer has finished.
+// NewFallback wraps b (nil for none); done is closed when the Remote's
+// writer has finished.
 func NewFallback(b Backend, done <-chan struct{}) *Fallback {
 	f := &Fallback{b: b, first: make(chan struct{}), full: make(chan struct{})}
 	if b != nil {
@@ -48,7 +47,7 @@ func (f *Fallback) watch(done <-chan struct{}) {
 func (f *Fallback) Exists() bool { return f.b != nil }
 
 // Put hands e over; it blocks while the fallback's queue is full, so
-// backpressure reaches the remote backend's Put.
+// backpressure reaches the Remote's Put.
 func (f *Fallback) Put(e *Entry) error {
 	if err := f.b.Put(context.Background(), e); err != nil {
 		return err
@@ -66,23 +65,6 @@ func (f *Fallback) Sync(ctx context.Context) error {
 	}
 	if s, ok := f.b.(interface{ Sync(context.Context) error }); ok {
 		return s.Sync(ctx)
-	}
-	return nil
-}
-
-// SyncRemote is the Sync of a remote backend: its writer is done with
-// every entry the intake accepted before the call, the fallback synced
-// what it took, and lost (entries neither the server nor the fallback
-// took, since the previous call) is zero.
-func SyncRemote(ctx context.Context, in *Intake, fb *Fallback, lost func() (int64, error)) error {
-	if err := in.Sync(ctx); err != nil {
-		return err
-	}
-	if err := fb.Sync(ctx); err != nil {
-		return err
-	}
-	if n, err := lost(); n > 0 {
-		return fmt.Errorf("%d dlq entries lost since the last sync: %w", n, err)
 	}
 	return nil
 }

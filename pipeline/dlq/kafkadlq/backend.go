@@ -66,8 +66,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -78,25 +76,15 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
-// Backend is the Kafka DLQ backend; it implements dlq.Backend.
+// Backend is the Kafka DLQ backend; it implements dlq.Backend. The queue,
+// the writer goroutine, the fallback and the counts are dlq.Remote's (Put,
+// Sync, Close, Stats, Full, FellBack come from it); this type adds the
+// topic and its writer. Stats.Bytes counts Kafka's part as message key,
+// value and header bytes. Kafka itself never fills (retention removes old
+// entries), so Full follows only the fallback.
 type Backend struct {
 	*conn
-	w  *kafkago.Writer
-	fb *dlq.Fallback
-
-	in   *dlq.Intake
-	done chan struct{} // closed when the writer has finished
-
-	statsMu      sync.Mutex
-	syncedFailed int64     // stats.Failed at the last Sync
-	stats        dlq.Stats // Kafka's part
-	err          error     // first error, returned by Close
-
-	// Writer goroutine state.
-	down       bool
-	downUntil  time.Time
-	retryAfter time.Duration
-	topicOK    bool // the topic was found or created
+	*dlq.Remote
 }
 
 var _ dlq.Backend = (*Backend)(nil)
@@ -123,23 +111,21 @@ func Open(cfg config.DLQKafka, log *slog.Logger, opts ...Option) (*Backend, erro
 		c.log.Warn("dlq kafka: brokers unreachable at start; entries go to the fallback until they answer",
 			"topic", c.topic, "err", err)
 	}
-	b := &Backend{
-		conn:       c,
-		w:          c.writer(c.topic),
-		in:         dlq.NewIntake(c.o.queueSize),
-		done:       make(chan struct{}),
-		retryAfter: c.o.retryAfter,
-		stats:      dlq.Stats{Written: map[string]int64{}},
-	}
-	if err != nil {
-		b.down = true
-		b.downUntil = time.Now().Add(b.retryAfter)
-	} else {
-		b.topicOK = true
-	}
-	b.fb = dlq.NewFallback(c.o.fallback, b.done)
-	go b.run()
-	return b, nil
+	r := dlq.NewRemote(&writer{conn: c, w: c.writer(c.topic), topicOK: err == nil}, dlq.RemoteOptions{
+		Name:          "dlq kafka",
+		Label:         "dlq kafka topic " + c.topic,
+		Attrs:         []any{"topic", c.topic},
+		DownText:      "delivery failed; entries go to the fallback for a while",
+		UpText:        "delivering to Kafka again",
+		Logger:        c.log,
+		Fallback:      c.o.fallback,
+		QueueSize:     c.o.queueSize,
+		Batch:         maxBatch,
+		RetryAfter:    c.o.retryAfter,
+		MaxRetryAfter: maxRetryAfter,
+		StartDown:     err != nil,
+	})
+	return &Backend{conn: c, Remote: r}, nil
 }
 
 // unreachable reports whether err says the brokers could not be reached
@@ -153,177 +139,59 @@ func unreachable(err error) bool {
 	return false
 }
 
-// Put validates e (filling Version, Time and ID when zero, as the file
-// backend does) and queues it. If the queue has room Put returns at once;
-// otherwise it blocks until there is room (nil) or ctx is done (ctx.Err(),
-// the entry not taken). After Close it returns an error wrapping
-// dlq.ErrClosed. A nil error means the entry will be in Kafka, in the
-// fallback, or counted in Stats.Failed. The caller must not modify e after
-// Put; the backend keeps it until written.
-func (b *Backend) Put(ctx context.Context, e *dlq.Entry) error {
-	if e == nil {
-		return errors.New("dlq kafka: Put of a nil entry")
-	}
-	if b.in.Closed() {
-		return fmt.Errorf("%w: kafka topic %s", dlq.ErrClosed, b.topic)
-	}
-	if err := e.Prepare(); err != nil {
-		return err
-	}
-
-	if err := b.in.Put(ctx, e); err != nil {
-		if errors.Is(err, dlq.ErrClosed) {
-			return fmt.Errorf("%w: kafka topic %s", dlq.ErrClosed, b.topic)
-		}
-		return err
-	}
-	return nil
-}
-
-// Close stops taking entries and waits until the writer has delivered (to
-// Kafka or the fallback) everything Put accepted, then closes the Kafka
-// writer and the fallback, and returns the first error of the backend's
-// life (a fallback that refused entries, closing the fallback). If ctx ends
-// first, Close returns an error wrapping ctx.Err() and the writer goes on in
-// the background; a later Close waits again.
-func (b *Backend) Close(ctx context.Context) error {
-	b.in.Close()
-	select {
-	case <-b.done:
-		b.statsMu.Lock()
-		defer b.statsMu.Unlock()
-		return b.err
-	case <-ctx.Done():
-		return fmt.Errorf("dlq kafka: close topic %s: %w (the writer goes on in the background)", b.topic, ctx.Err())
-	}
-}
-
-// Stats counts entries stored by class: acknowledged by Kafka plus those
-// the fallback wrote. Failed counts entries neither took (and the
-// fallback's own failures); Evicted and Bytes add the fallback's (Kafka's
-// bytes are message key, value and header bytes). Final once Close has
-// returned.
-func (b *Backend) Stats() dlq.Stats {
-	b.statsMu.Lock()
-	st := b.stats
-	st.Written = maps.Clone(b.stats.Written)
-	b.statsMu.Unlock()
-	return b.fb.AddStats(st)
-}
-
-// Sync waits until every entry Put accepted before the call is stored
-// (acknowledged by the server, or written and synced by the fallback), or
-// ctx ends. It returns an error when entries were lost (neither the
-// server nor the fallback took them) since the previous Sync.
-func (b *Backend) Sync(ctx context.Context) error {
-	return dlq.SyncRemote(ctx, b.in, b.fb, b.lostSinceSync)
-}
-
-// lostSinceSync counts the entries lost since the previous call.
-func (b *Backend) lostSinceSync() (int64, error) {
-	b.statsMu.Lock()
-	defer b.statsMu.Unlock()
-	lost := b.stats.Failed - b.syncedFailed
-	b.syncedFailed = b.stats.Failed
-	return lost, b.err
-}
-
-// Full is closed when entries went to the fallback and the fallback reached
-// its cap (file DLQ, overflow: fail). Kafka itself never fills (retention
-// removes old entries), so without a fallback it is never closed.
-func (b *Backend) Full() <-chan struct{} { return b.fb.Full() }
-
-// FellBack is how many entries went to the fallback since Open.
-func (b *Backend) FellBack() int64 { return b.fb.Taken() }
-
 // Topic names the DLQ topic.
 func (b *Backend) Topic() string { return b.topic }
 
-// run is the writer: it takes what is queued, up to maxBatch at a time,
-// until the queue is closed.
-func (b *Backend) run() {
-	defer b.finish()
-	batch := make([]*dlq.Entry, 0, maxBatch)
-	for e := range b.in.C {
-		batch = append(batch[:0], e)
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case e, ok := <-b.in.C:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, e)
-			default:
-				break fill
-			}
-		}
-		b.deliver(batch)
-		b.in.Done(len(batch))
-		clear(batch)
-	}
+// writer is the dlq.RemoteServer of Backend: it delivers entries to the
+// topic. Only the Remote's writer goroutine uses it.
+type writer struct {
+	*conn
+	w       *kafkago.Writer
+	topicOK bool // the topic was found or created
 }
 
-// finish closes the Kafka writer and the fallback, then signals done.
-func (b *Backend) finish() {
-	if err := b.w.Close(); err != nil {
-		b.recordErr(fmt.Errorf("dlq kafka: close writer: %w", err))
-	}
-	b.tr.CloseIdleConnections()
-	if err := b.fb.Close(); err != nil {
-		b.recordErr(fmt.Errorf("dlq kafka: close fallback: %w", err))
-	}
-	close(b.done)
-}
-
-// deliver writes batch to Kafka, retrying transient failures until the
-// delivery timeout, and hands what is left to the fallback.
-func (b *Backend) deliver(batch []*dlq.Entry) {
+// Write delivers batch to Kafka, acknowledged by all in-sync replicas,
+// retrying transient errors with backoff until the delivery timeout (after
+// a failure, probe: a short window, a few attempts, since the first after
+// a broker restart often meets a stale pooled connection). Entries Kafka
+// refused for good (too large, not authorized) are Refused, with a
+// warning; those still failing at the deadline are Failed.
+func (w *writer) Write(batch []*dlq.Entry, probe bool) (res dlq.RemoteResult) {
 	now := time.Now()
-	if b.down && now.Before(b.downUntil) {
-		b.fallback(batch, errors.New("kafka unavailable (recent failure)"))
-		return
-	}
-	if !b.topicOK {
+	if !w.topicOK {
 		// Open could not reach Kafka: check (or create) the topic first.
-		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		err := b.ensureTopic(ctx, b.topic)
+		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+		err := w.ensureTopic(ctx, w.topic)
 		cancel()
 		if err != nil {
-			b.markDown(err)
-			b.fallback(batch, err)
-			return
+			return w.failed(res, batch, err)
 		}
-		b.topicOK = true
+		w.topicOK = true
 	}
 	entries := make([]*dlq.Entry, 0, len(batch))
 	msgs := make([]kafkago.Message, 0, len(batch))
 	for _, e := range batch {
 		m := encode(e)
 		if n := messageSize(&m); n > batchBytes-1024 {
-			b.refused([]*dlq.Entry{e}, pipeline.Permanent(pipeline.WithCode("message_size_too_large",
+			w.refused(&res, []*dlq.Entry{e}, pipeline.Permanent(pipeline.WithCode("message_size_too_large",
 				fmt.Errorf("entry %s is about %d bytes as a message, over the %d a produce request may carry", e.ID, n, batchBytes))))
 			continue
 		}
 		entries = append(entries, e)
 		msgs = append(msgs, m)
 	}
-	// After a failure, a short probe tells whether Kafka is back (a few
-	// attempts: the first after a broker restart often meets a stale
-	// pooled connection).
-	deadline := now.Add(b.o.timeout)
-	if b.down {
-		deadline = now.Add(min(probeWindow, b.o.timeout))
+	deadline := now.Add(w.o.timeout)
+	if probe {
+		deadline = now.Add(min(probeWindow, w.o.timeout))
 	}
 	backoff := 100 * time.Millisecond
 	for len(msgs) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*b.timeout)
-		err := b.w.WriteMessages(ctx, msgs...)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*w.timeout)
+		err := w.w.WriteMessages(ctx, msgs...)
 		cancel()
 		if err == nil {
-			b.acked(entries, msgs)
-			b.up()
-			return
+			w.acked(&res, entries, msgs)
+			return res
 		}
 		// Split into acknowledged, refused for good, and to retry.
 		var werrs kafkago.WriteErrors
@@ -337,117 +205,71 @@ func (b *Backend) deliver(batch []*dlq.Entry) {
 				case we == nil:
 					ackE, ackM = append(ackE, entries[i]), append(ackM, msgs[i])
 				case permanent:
-					b.refused(entries[i:i+1], kafkaconn.Classify(we))
+					w.refused(&res, entries[i:i+1], kafkaconn.Classify(we))
 				default:
 					retryE, retryM = append(retryE, entries[i]), append(retryM, msgs[i])
 				}
 			}
 			if len(ackE) > 0 {
-				// Kafka answers: give the rest the full timeout.
-				b.acked(ackE, ackM)
-				if b.down {
-					b.up()
-					deadline = now.Add(b.o.timeout)
+				w.acked(&res, ackE, ackM)
+				if probe {
+					// Kafka answers: give the rest the full timeout.
+					probe = false
+					deadline = now.Add(w.o.timeout)
 				}
 			}
 		} else if _, permanent := kafkaconn.Code(err); permanent {
-			b.refused(entries, kafkaconn.Classify(err))
-			return
+			w.refused(&res, entries, kafkaconn.Classify(err))
+			return res
 		} else {
 			retryE, retryM = entries, msgs
 		}
 		if len(retryM) == 0 {
-			return
+			return res
 		}
 		entries, msgs = retryE, retryM
 		if time.Now().Add(backoff).After(deadline) {
-			b.markDown(err)
-			b.fallback(entries, kafkaconn.Classify(err))
-			return
+			return w.failed(res, entries, kafkaconn.Classify(err))
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
 	}
+	return res
 }
 
-// acked counts entries Kafka acknowledged.
-func (b *Backend) acked(entries []*dlq.Entry, msgs []kafkago.Message) {
-	if len(entries) == 0 {
-		return
+// acked adds entries Kafka acknowledged to res.
+func (w *writer) acked(res *dlq.RemoteResult, entries []*dlq.Entry, msgs []kafkago.Message) {
+	res.Stored = append(res.Stored, entries...)
+	for i := range msgs {
+		res.Bytes += messageSize(&msgs[i])
 	}
-	b.statsMu.Lock()
-	for i, e := range entries {
-		b.stats.Written[e.Error.Class]++
-		b.stats.Total++
-		b.stats.Bytes += messageSize(&msgs[i])
-	}
-	b.statsMu.Unlock()
 }
 
-// markDown sends entries to the fallback for a while.
-func (b *Backend) markDown(err error) {
-	// kafka-go's transport caches a failed metadata fetch until its next
-	// refresh (up to 6s): drop its pools so the next try starts afresh.
-	b.tr.CloseIdleConnections()
-	if b.down {
-		b.retryAfter = min(2*b.retryAfter, maxRetryAfter)
-	} else {
-		b.log.Warn("dlq kafka: delivery failed; entries go to the fallback for a while",
-			"topic", b.topic, "retry_after", b.retryAfter, "err", err)
-	}
-	b.down = true
-	b.downUntil = time.Now().Add(b.retryAfter)
-}
-
-// up notes that Kafka took a batch.
-func (b *Backend) up() {
-	if b.down {
-		b.log.Info("dlq kafka: delivering to Kafka again", "topic", b.topic, "fell_back", b.fb.Taken())
-	}
-	b.down = false
-	b.retryAfter = b.o.retryAfter
-}
-
-// refused sends entries Kafka refused for good to the fallback, with a
-// warning (Kafka may be fine otherwise: this is not a down period).
-func (b *Backend) refused(entries []*dlq.Entry, err error) {
-	b.log.Warn("dlq kafka: Kafka refused entries; they go to the fallback",
-		"topic", b.topic, "count", len(entries), "first_id", entries[0].ID, "err", err)
-	b.fallback(entries, err)
-}
-
-// fallback hands entries Kafka did not take to the fallback, or counts
-// them failed when there is none (or it refuses them).
-func (b *Backend) fallback(entries []*dlq.Entry, cause error) {
-	if len(entries) == 0 {
-		return
-	}
-	if !b.fb.Exists() {
-		b.fail(int64(len(entries)), fmt.Errorf("dlq kafka: %d entries not delivered to topic %s and no fallback: %w", len(entries), b.topic, cause))
-		return
-	}
+// refused adds entries Kafka refused for good to res, with a warning
+// (Kafka may be fine otherwise: this is not a down period).
+func (w *writer) refused(res *dlq.RemoteResult, entries []*dlq.Entry, err error) {
+	w.log.Warn("dlq kafka: Kafka refused entries; they go to the fallback",
+		"topic", w.topic, "count", len(entries), "first_id", entries[0].ID, "err", err)
 	for _, e := range entries {
-		if err := b.fb.Put(e); err != nil {
-			b.fail(1, fmt.Errorf("dlq kafka: entry %s: Kafka did not take it (%v) and the fallback refused it: %w", e.ID, cause, err))
-		}
+		res.Refused = append(res.Refused, dlq.Refusal{Entry: e, Err: err})
 	}
 }
 
-// fail counts entries lost and keeps the first error.
-func (b *Backend) fail(n int64, err error) {
-	b.log.Error("dlq kafka: entries lost", "count", n, "err", err)
-	b.statsMu.Lock()
-	b.stats.Failed += n
-	if b.err == nil {
-		b.err = err
-	}
-	b.statsMu.Unlock()
+// failed returns res with entries Failed for err. kafka-go's transport
+// caches a failed metadata fetch until its next refresh (up to 6s): its
+// pools are dropped so the next try starts afresh.
+func (w *writer) failed(res dlq.RemoteResult, entries []*dlq.Entry, err error) dlq.RemoteResult {
+	w.tr.CloseIdleConnections()
+	res.Failed, res.Err = entries, err
+	return res
 }
 
-func (b *Backend) recordErr(err error) {
-	b.statsMu.Lock()
-	if b.err == nil {
-		b.err = err
+// Close closes the Kafka writer and drops the transport's connections.
+func (w *writer) Close() error {
+	err := w.w.Close()
+	w.tr.CloseIdleConnections()
+	if err != nil {
+		return fmt.Errorf("close writer: %w", err)
 	}
-	b.statsMu.Unlock()
+	return nil
 }

@@ -565,11 +565,7 @@ func TestFallbackWhenRedisDies(t *testing.T) {
 }
 
 // redisTotal is how many entries Redis acknowledged.
-func redisTotal(b *Backend) int64 {
-	b.statsMu.Lock()
-	defer b.statsMu.Unlock()
-	return b.stats.Total
-}
+func redisTotal(b *Backend) int64 { return b.Stored() }
 
 // TestOpenWhileDown starts with Redis gone: entries go to the fallback,
 // and Full follows the fallback's.
