@@ -53,6 +53,10 @@ type Origin struct {
 	ID   int
 	Kind string // "file"
 	Path string
+	// Key identifies the input across renames and restarts when the path
+	// does not (a followed file's fingerprint); "" means Path. The DLQ's
+	// dedupe keys records by it.
+	Key string
 	// Format is the resolved format of the file (never FormatAuto once the
 	// reader has looked at the content).
 	Format Format

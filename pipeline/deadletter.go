@@ -2,8 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrAlreadyInDLQ is returned by a DeadLetters Put that did not make an
+// entry because the DLQ holds one for the same input already (dedupe: a
+// record read again after a restart). The record counts as in the DLQ.
+var ErrAlreadyInDLQ = errors.New("already in the DLQ")
 
 // DeadLetters takes what the pipeline could not deliver. The DLQ implements
 // it (dlq.Recorder): it builds its entries from the failed records, so the
