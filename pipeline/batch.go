@@ -147,8 +147,20 @@ type Batch struct {
 	// can be read. It is not an acknowledgement: nothing is durable yet.
 	Done func(*Batch)
 	// Acker, when set, is acked with Seq once the batch is durable (see
-	// Acker). A batch with a record the DLQ refused is never acked.
+	// Acker). A batch with a record the DLQ refused is never acked. When
+	// it is a WindowAcker it is also window-acked (see WindowAcker).
 	Acker Acker
+	// WindowsOnly marks a batch re-read only to rebuild window counts: a
+	// source restarting from its windowed position sets it on the batches
+	// that lie wholly before its delivered position. The runner runs the
+	// stages on it (parse, filter, windows) but delivers nothing to the
+	// sinks and puts nothing in the DLQ (its failed records were dead-
+	// lettered on the first read), and counts its records in
+	// Accounting.RecordsRewindowed only. It is acked (and window-acked)
+	// like any other batch.
+	WindowsOnly bool
+
+	wh *WindowHold // the batch's window hold, once a stage took one
 }
 
 // UnitBytes returns the bytes of unit i, valid until Reset.
@@ -215,6 +227,8 @@ func (b *Batch) Reset() {
 	b.Attrs = b.Attrs[:0]
 	b.Done = nil
 	b.Acker = nil
+	b.WindowsOnly = false
+	b.wh = nil // the runner (or whoever dropped the batch) owns its share
 	b.Replays = b.Replays[:0]
 	b.SinkMask = 0
 	b.pending.Store(0)

@@ -57,6 +57,7 @@ type Runner struct {
 type ackToken struct {
 	a   Acker
 	seq uint64
+	wh  *WindowHold // the batch's window hold (nil: no stage held it)
 }
 
 // NewRunner returns a runner; Accounting and Logger get defaults.
@@ -136,11 +137,14 @@ func (r *Runner) Run(ctx context.Context, in <-chan *Batch) error {
 // taken the batch or given up on it (a retry may finish later, on the
 // sink's goroutines), its failed records go to the DLQ, it is accounted
 // for, its Done is called, its ack waits for the next barrier, and it goes
-// back to the pool. b must not be used after Handle.
+// back to the pool. A WindowsOnly batch goes through the stages only: no
+// sink and no DLQ sees it. b must not be used after Handle.
 func (r *Runner) Handle(ctx context.Context, b *Batch) {
 	r.runStages(ctx, b)
 	b.pending.Store(1) // the worker's hold
-	r.deliver(ctx, b)
+	if !b.WindowsOnly {
+		r.deliver(ctx, b)
+	}
 	r.release(ctx, b)
 }
 
@@ -152,8 +156,15 @@ func (r *Runner) release(ctx context.Context, b *Batch) {
 }
 
 // finalize routes failed records to the DLQ, accounts, and queues the
-// batch's ack for the next barrier.
+// batch's ack for the next barrier. A WindowsOnly batch only counts its
+// records as rewindowed: they were delivered or dead-lettered (and
+// counted in) on their first read.
 func (r *Runner) finalize(ctx context.Context, b *Batch) {
+	if b.WindowsOnly {
+		r.o.Accounting.addRewindowed(sourcePath(b), int64(len(b.Records)))
+		r.done(b, 0)
+		return
+	}
 	r.markSinkFailures(b)
 	var c batchCount
 	c.in = int64(len(b.Records))
@@ -176,15 +187,24 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 	}
 	r.o.Accounting.Units.Add(int64(len(b.Units)))
 	r.o.Accounting.add(sourcePath(b), &c, false)
+	r.done(b, c.lost)
+}
+
+// done calls the batch's Done, queues its ack for the next barrier and
+// returns it to the pool. A batch with a lost record is never
+// acknowledged, nor window-acknowledged: its source must not commit past
+// it; its window hold, if a stage took one, is dropped.
+func (r *Runner) done(b *Batch, lost int64) {
 	if b.Done != nil {
 		b.Done(b)
 	}
-	// A batch with a lost record is never acknowledged: its source must
-	// not commit past it.
-	if b.Acker != nil && c.lost == 0 {
+	switch {
+	case b.Acker != nil && lost == 0:
 		r.acksMu.Lock()
-		r.acks = append(r.acks, ackToken{b.Acker, b.Seq})
+		r.acks = append(r.acks, ackToken{b.Acker, b.Seq, b.wh})
 		r.acksMu.Unlock()
+	case b.wh != nil:
+		b.wh.Drop()
 	}
 	PutBatch(b)
 }
@@ -194,6 +214,10 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 // Flush, then the DLQ's Sync, then every Ack. On an error nothing is
 // acknowledged; those batches wait for the next barrier that succeeds.
 // The runner calls it every FlushEvery and once at the end of Run.
+//
+// Right after a batch's Ack, the barrier window-acks it when its Acker is
+// a WindowAcker and no stage holds it, or releases the runner's share of
+// its hold (see WindowAcker).
 func (r *Runner) Barrier(ctx context.Context) error {
 	r.barrier.Lock()
 	defer r.barrier.Unlock()
@@ -220,6 +244,7 @@ func (r *Runner) Barrier(ctx context.Context) error {
 	}
 	for _, t := range toks {
 		t.a.Ack(t.seq)
+		windowAck(t.a, t.seq, t.wh)
 	}
 	clear(toks)
 	r.acksMu.Lock()

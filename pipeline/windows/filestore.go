@@ -24,7 +24,7 @@ import (
 
 // FileWriter appends window rows to this run's file. Every WriteRows is one
 // write(2) followed by an fsync, so a crash leaves at most a torn last line,
-// which FileReader skips.
+// which FileReader skips; Flush fsyncs again only what a failed sync left.
 type FileWriter struct {
 	mu     sync.Mutex
 	f      *os.File
@@ -32,6 +32,7 @@ type FileWriter struct {
 	size   int64 // bytes written to the file so far
 	buf    []byte
 	torn   bool // a failed write left a partial line that could not be cut off
+	dirty  bool // bytes were written that no fsync has made durable yet
 	closed bool
 }
 
@@ -125,17 +126,45 @@ func (w *FileWriter) WriteRows(_ context.Context, rows []Row) error {
 		if n > 0 {
 			if terr := w.f.Truncate(w.size); terr != nil {
 				w.torn = true
+				w.dirty = true
 				w.size += int64(n)
 			}
 		}
 		return fmt.Errorf("windows file store: %w", err)
 	}
 	w.torn = false
+	w.dirty = true
 	w.size += int64(n)
+	return w.sync()
+}
+
+// sync fsyncs the file if bytes were written since the last good fsync.
+// w.mu is held.
+func (w *FileWriter) sync() error {
+	if !w.dirty {
+		return nil
+	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("windows file store: %w", err)
 	}
+	w.dirty = false
 	return nil
+}
+
+// Flush implements RowWriter: every row written so far is on disk. A
+// WriteRows that returned nil has fsynced already, so this fsyncs only
+// after a write or sync that failed (and a torn line's remains); after
+// Close it reports whether the closing fsync left anything unsynced.
+func (w *FileWriter) Flush(context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		if w.dirty {
+			return fmt.Errorf("windows file store: %s: closed with rows not synced", w.path)
+		}
+		return nil
+	}
+	return w.sync()
 }
 
 // Close implements RowWriter: it syncs and closes the file. A run that
@@ -148,6 +177,9 @@ func (w *FileWriter) Close() error {
 	}
 	w.closed = true
 	err := w.f.Sync()
+	if err == nil {
+		w.dirty = false
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}

@@ -172,7 +172,7 @@ func (w *Windows) forgetKept(ctx context.Context) {
 		forget = max(forget, win+1)
 	}
 	w.evictBefore.Store(forget)
-	w.mergeAndWrite(ctx, w.collect(forget), math.MaxInt64, math.MaxInt64)
+	w.emit(ctx, forget, math.MaxInt64, math.MaxInt64)
 	for win := range w.closed {
 		if win < forget {
 			w.Stats.KeptForgotten.Add(1)

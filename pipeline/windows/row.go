@@ -179,11 +179,19 @@ func ParseRow(line []byte) (*Row, error) {
 }
 
 // RowWriter is a windows sink: it stores rows as upserts keyed by (metric,
-// group, window start, instance). WriteRows is called by one goroutine at a
-// time; rows hold their own memory.
+// group, window start, instance). WriteRows and Flush are called by one
+// goroutine at a time; rows hold their own memory.
+//
+// Flush returns once every row WriteRows took before it is durable (the
+// file store: fsynced; the Redis store: replied to, which WriteRows
+// already waits for). The window stage flushes after writing a cycle's
+// rows and only then window-acks the batches those rows cover (see
+// pipeline.WindowAcker): a source may then move its windowed position past
+// them.
 type RowWriter interface {
 	Name() string
 	WriteRows(ctx context.Context, rows []Row) error
+	Flush(ctx context.Context) error
 	Close() error
 }
 

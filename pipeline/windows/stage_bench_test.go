@@ -19,6 +19,7 @@ type discardRows struct{}
 
 func (discardRows) Name() string                                   { return "discard" }
 func (discardRows) WriteRows(context.Context, []windows.Row) error { return nil }
+func (discardRows) Flush(context.Context) error                    { return nil }
 func (discardRows) Close() error                                   { return nil }
 
 // defaultWindows is the shipped config's windows section (3 metrics).
@@ -86,6 +87,45 @@ func TestWindowAllocsPerRecord(t *testing.T) {
 	}
 	if w.Stats.Counted.Load() == 0 {
 		t.Fatal("nothing was counted: the benchmark data does not match the metrics")
+	}
+}
+
+// windowAcks is a pipeline.WindowAcker that ignores its calls.
+type windowAcks struct{}
+
+func (windowAcks) Ack(uint64)       {}
+func (windowAcks) WindowAck(uint64) {}
+
+// TestWindowHoldAllocsPerBatch: a batch whose Acker is a WindowAcker
+// takes a hold (pooled: in a run it goes back to the pool once its window
+// row is durable); nothing more, and nothing per record. Here no window
+// ever closes, so every Process takes a fresh hold: at most 1 allocation
+// per batch of 512 records.
+func TestWindowHoldAllocsPerBatch(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race (sync.Pool drops objects); make test runs this without -race")
+	}
+	lines := genLines(t, 512)
+	w, err := windows.New(windows.Options{Config: defaultWindows(t), Workers: 1, Sink: discardRows{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close(context.Background()) }()
+	parse := newParse(t)
+	src := &pipeline.Origin{Kind: "file", Path: "gen.jsonl", Format: pipeline.FormatJSONL}
+	b := pipeline.GetBatch()
+	fill(b, lines, src)
+	parse.Process(context.Background(), b)
+	ctx := context.Background()
+	w.Process(ctx, b) // the partials now exist
+	b.Acker = windowAcks{}
+	allocs := testing.AllocsPerRun(100, func() { w.Process(ctx, b) })
+	if allocs > 1 {
+		t.Errorf("%.1f allocations per held batch of %d records, want at most 1 (its hold)", allocs, len(b.Records))
+	}
+	if n := w.Stats.Holds.Load(); n < 100 {
+		t.Fatalf("%d holds: the batches were not held", n)
 	}
 }
 

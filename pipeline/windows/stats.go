@@ -46,6 +46,16 @@ type Stats struct {
 	RowsWritten    atomic.Int64 // rows the windows sink took
 	RowsUpdated    atomic.Int64 // of which corrections (revision > 1)
 	RowsFailed     atomic.Int64 // rows the windows sink refused, handed to the DLQ
+
+	// Holds is how many batches wait for their window rows to be durable
+	// before they are window-acked (a gauge; only batches whose Acker is a
+	// pipeline.WindowAcker are held, see Windows.Process): the batches
+	// that counted into windows not yet closed, and, under late_policy
+	// update, those whose corrections wait for the next cycle. HoldsDropped counts the batches never window-acked because
+	// the windows sink refused (or failed to flush) rows holding their
+	// counts: a restart reads them again.
+	Holds        atomic.Int64
+	HoldsDropped atomic.Int64
 }
 
 // Lag is how far the watermark is behind now: how stale the newest
@@ -81,6 +91,8 @@ type Snapshot struct {
 	RowsWritten    int64  `json:"rows_written"`
 	RowsUpdated    int64  `json:"rows_updated"`
 	RowsFailed     int64  `json:"rows_failed"`
+	Holds          int64  `json:"window_holds"`
+	HoldsDropped   int64  `json:"window_holds_dropped"`
 }
 
 // Snapshot reads every counter.
@@ -106,6 +118,8 @@ func (s *Stats) Snapshot() Snapshot {
 		RowsWritten:    s.RowsWritten.Load(),
 		RowsUpdated:    s.RowsUpdated.Load(),
 		RowsFailed:     s.RowsFailed.Load(),
+		Holds:          s.Holds.Load(),
+		HoldsDropped:   s.HoldsDropped.Load(),
 	}
 	if w := s.Watermark.Load(); w != 0 {
 		out.Watermark = time.Unix(0, w).UTC().Format(time.RFC3339Nano)
@@ -118,6 +132,9 @@ type batchStats struct {
 	counted, missing, noTime, overflow             int64
 	lateDLQ, lateDropped, lateUpdated, lateExpired int64
 	future, memOverflow                            int64
+	// winLo and winHi are the lowest and highest window the batch counted
+	// into (winHi MinInt64: none), for its hold.
+	winLo, winHi int64
 }
 
 func (s *Stats) add(b *batchStats) {

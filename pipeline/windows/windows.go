@@ -100,6 +100,7 @@ type Windows struct {
 	closed    map[int64]map[rowKey]*closedRow // retained for corrections
 	keptByWin map[int64]int64                 // estimated bytes of closed's rows, per window
 	settle    chan chan struct{}              // tests: run a cycle now and say when it is done
+	releasing []hold                          // holds taken by collect, released once their rows are durable
 
 	Stats Stats
 }
@@ -394,6 +395,26 @@ type shard struct {
 	// (see memory.go): the closer reads it to pick windows to close early.
 	winBytes    map[int64]int64
 	internBytes int64 // estimated size of intern
+	// holds are the window acks of the batches that counted into this
+	// shard's partials, in the order the batches went through, until
+	// collect takes the partials of all their windows (see hold).
+	holds []hold
+}
+
+// hold is the window ack a batch waits for (see pipeline.WindowAcker):
+// it counted records into windows lo..hi of one shard (late ones too,
+// under late_policy update), so once a collect of that shard has taken
+// the windows up to hi, every count of the batch is in rows of that cycle
+// or earlier ones; when they are written and flushed, the hold is
+// released. A batch counts into one shard only (it holds it for its whole
+// pass), and registers its hold before giving the shard back, so the
+// shard's collect sees the hold exactly when it sees its counts: no
+// generation number is needed. dead: rows holding some of its counts were
+// refused (or not flushed): it is dropped, never released.
+type hold struct {
+	h      *pipeline.WindowHold
+	lo, hi int64
+	dead   bool
 }
 
 type partKey struct {
@@ -449,6 +470,12 @@ func (w *Windows) newShard() *shard {
 // applies the late policy. A record dated more than max_future past the
 // wall clock fails as invalid (future_time) and moves nothing. Records
 // stay in the batch for the sinks.
+//
+// A batch whose Acker is a pipeline.WindowAcker and that counted at least
+// one record into a window (a late correction included) is held: it is
+// window-acked only once the rows of every window it counted into are
+// written and flushed (see hold, emit). A batch that counted nothing is
+// not held: the runner window-acks it right after its Ack.
 func (w *Windows) Process(_ context.Context, b *pipeline.Batch) {
 	s := <-w.shards
 	s.mu.Lock()
@@ -458,7 +485,11 @@ func (w *Windows) Process(_ context.Context, b *pipeline.Batch) {
 	}
 	w.sourceStart(id)
 	maxT := int64(math.MinInt64)
+	st := batchStats{winLo: math.MaxInt64, winHi: math.MinInt64}
 	defer func() {
+		if st.winHi != math.MinInt64 { // counted into a window: its ack waits for the row (even after a panic)
+			w.hold(s, b, st.winLo, st.winHi)
+		}
 		s.mu.Unlock()
 		w.shards <- s
 		w.sourceEnd(id, b.Seq, maxT) // even after a panic: the source must not wait for this batch forever
@@ -468,7 +499,6 @@ func (w *Windows) Process(_ context.Context, b *pipeline.Batch) {
 	closed, evict := w.closedBefore.Load(), w.evictBefore.Load()
 	s.closed = closed
 	future := w.futureLimit()
-	var st batchStats
 	for i := range b.Records {
 		r := &b.Records[i]
 		if r.Failed() || r.Filtered {
@@ -580,6 +610,9 @@ func (w *Windows) count(s *shard, r *pipeline.Record, win int64, st *batchStats)
 			}
 			if g.overflow {
 				st.overflow++
+			}
+			if !counted { // before the partial changes: a panic past here leaves the count in it
+				st.winLo, st.winHi = min(st.winLo, win), max(st.winHi, win)
 			}
 			pt := &g.parts[slot]
 			if d := pt.insert(HashValue(v), w.arena); d != 0 {
@@ -724,8 +757,10 @@ func (w *Windows) internValue(s *shard, v []byte) string {
 	return x
 }
 
-// Close closes every window, writes the last rows and stops the closer.
-// Call it after the last batch went through Process.
+// Close closes every window, writes the last rows, flushes the sink,
+// releases the holds of every batch counted into them (window-acking
+// those the runner has acked) and stops the closer. Call it after the
+// last batch went through Process.
 func (w *Windows) Close(ctx context.Context) error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	select {
@@ -803,7 +838,7 @@ func (w *Windows) cycle(ctx context.Context, final bool) {
 	w.evictBefore.Store(evict)
 	w.latePending.Store(false)
 
-	w.mergeAndWrite(ctx, w.collect(before), onTime, forcedTo)
+	w.emit(ctx, before, onTime, forcedTo)
 	for win := range w.closed {
 		if win < evict {
 			w.dropKept(win)
@@ -892,9 +927,74 @@ func (w *Windows) collect(before int64) []*group {
 			}
 		}
 		clear(s.cache)
+		keep := s.holds[:0]
+		for _, hd := range s.holds {
+			if hd.hi < before {
+				w.releasing = append(w.releasing, hd)
+			} else {
+				keep = append(keep, hd)
+			}
+		}
+		clear(s.holds[len(keep):])
+		s.holds = keep
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// hold registers b's window ack with the shard it counted into, while the
+// batch still holds the shard (see hold). A batch whose Acker is no
+// pipeline.WindowAcker has nothing to hold.
+func (w *Windows) hold(s *shard, b *pipeline.Batch, lo, hi int64) {
+	h := b.HoldWindowAck()
+	if h == nil {
+		return
+	}
+	s.holds = append(s.holds, hold{h: h, lo: lo, hi: hi})
+	w.Stats.Holds.Add(1)
+}
+
+// emit closes the windows below before: it takes their partials and the
+// holds of the batches whose counts all lie there, writes the rows, makes
+// them durable (the sink's Flush), and then releases those holds, which
+// window-acks the batches (once the runner has acked them too). If a
+// write or the flush failed, those holds are dropped, and so are, later,
+// the holds still waiting that have counts in the windows written now
+// (marked dead): their batches are never window-acked, and a restart
+// reads them again to rebuild the rows.
+func (w *Windows) emit(ctx context.Context, before, onTime, forcedTo int64) {
+	groups := w.collect(before)
+	wrote, failed := w.mergeAndWrite(ctx, groups, onTime, forcedTo)
+	if (wrote || len(w.releasing) > 0) && !failed {
+		if err := w.o.Sink.Flush(ctx); err != nil {
+			failed = true
+			w.o.Logger.Error("windows sink: flush failed; the batches counted into these rows are not window-acked (a restart reads them again)",
+				"sink", w.o.Sink.Name(), "err", err)
+		}
+	}
+	if failed {
+		for _, s := range w.all {
+			s.mu.Lock()
+			for i := range s.holds {
+				if s.holds[i].lo < before {
+					s.holds[i].dead = true
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+	for i := range w.releasing {
+		hd := &w.releasing[i]
+		if hd.dead || failed {
+			w.Stats.HoldsDropped.Add(1)
+			hd.h.Drop()
+		} else {
+			hd.h.Release()
+		}
+	}
+	w.Stats.Holds.Add(-int64(len(w.releasing)))
+	clear(w.releasing)
+	w.releasing = w.releasing[:0]
 }
 
 // mergeChunk is about how many groups are merged and written at once: a
@@ -903,18 +1003,27 @@ func (w *Windows) collect(before int64) []*group {
 const mergeChunk = 8192
 
 // mergeAndWrite merges groups into rows and writes them, whole windows at
-// a time in window order, about mergeChunk groups per write.
-func (w *Windows) mergeAndWrite(ctx context.Context, groups []*group, onTime, forcedTo int64) {
+// a time in window order, about mergeChunk groups per write. wrote: the
+// sink took rows; failed: it refused some.
+func (w *Windows) mergeAndWrite(ctx context.Context, groups []*group, onTime, forcedTo int64) (wrote, failed bool) {
 	slices.SortFunc(groups, func(a, b *group) int { return cmp.Compare(a.win, b.win) })
 	for len(groups) > 0 {
 		n := min(mergeChunk, len(groups))
 		for n < len(groups) && groups[n].win == groups[n-1].win {
 			n++
 		}
-		w.write(ctx, w.merge(groups[:n], onTime, forcedTo))
+		rows := w.merge(groups[:n], onTime, forcedTo)
+		if len(rows) > 0 {
+			if w.write(ctx, rows) {
+				wrote = true
+			} else {
+				failed = true
+			}
+		}
 		clear(groups[:n])
 		groups = groups[n:]
 	}
+	return wrote, failed
 }
 
 // pending is what the shards hold for one row.
@@ -1174,10 +1283,11 @@ func sparseBytes(keys []uint32) int {
 	return n
 }
 
-// write hands rows to the sink; rows it refuses go to RowsFailed.
-func (w *Windows) write(ctx context.Context, rows []Row) {
+// write hands rows to the sink; rows it refuses go to RowsFailed. ok:
+// the sink took them.
+func (w *Windows) write(ctx context.Context, rows []Row) (ok bool) {
 	if len(rows) == 0 {
-		return
+		return true
 	}
 	updates := int64(0)
 	for i := range rows {
@@ -1191,8 +1301,9 @@ func (w *Windows) write(ctx context.Context, rows []Row) {
 		if w.o.RowsFailed != nil {
 			w.o.RowsFailed(ctx, rows, err)
 		}
-		return
+		return false
 	}
 	w.Stats.RowsWritten.Add(int64(len(rows)))
 	w.Stats.RowsUpdated.Add(updates)
+	return true
 }

@@ -27,8 +27,9 @@ type memSink struct {
 	fail error
 }
 
-func (m *memSink) Name() string { return "mem" }
-func (m *memSink) Close() error { return nil }
+func (m *memSink) Name() string                { return "mem" }
+func (m *memSink) Close() error                { return nil }
+func (m *memSink) Flush(context.Context) error { return nil }
 func (m *memSink) WriteRows(_ context.Context, rows []Row) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -154,6 +154,12 @@ func (w *Windows) Name() string { return "redis" }
 // Close closes the connections.
 func (w *Windows) Close() error { return w.client.Close() }
 
+// Flush implements windows.RowWriter. Nothing is left to do: WriteRows
+// returns once Redis has replied to every write, the store's durability
+// point (as for the Redis sinks: what the server's persistence settings
+// make of it is the server's).
+func (w *Windows) Flush(context.Context) error { return nil }
+
 // Skipped is how many stored values could not be read as rows (and were
 // skipped by ReadRows, or replaced by WriteRows), since the store opened.
 func (w *Windows) Skipped() int64 { return w.skipped.Load() }
