@@ -11,6 +11,7 @@ import (
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dedupe"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/pipeline/stages"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
@@ -34,6 +35,8 @@ type job struct {
 	runner      *pipeline.Runner
 	recovered   []RecoveredFile // what the file sinks found left by a dead process
 	fileSinks   []*sinks.File   // the file sinks (under dedupe, if on): SIGHUP reopens them
+	mapping     []int           // per config source: its Origin.Mapping (0: the top-level parse section)
+	ids         pipeline.OriginIDs
 }
 
 // newJob builds the job; on error it closes what it had opened.
@@ -48,6 +51,21 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 	if err != nil {
 		return nil, err
 	}
+	// A source with its own field mapping gets its own option set: the
+	// parse stage picks it by Origin.Mapping.
+	mappings := []*parsers.Options{popts}
+	j.mapping = make([]int, len(cfg.Sources))
+	for i, s := range cfg.Sources {
+		if s.Parse == nil {
+			continue
+		}
+		o, err := sourceParserOptions(cfg, i)
+		if err != nil {
+			return nil, err
+		}
+		j.mapping[i] = len(mappings)
+		mappings = append(mappings, o)
+	}
 	built, err := buildSinks(cfg, log)
 	if err != nil {
 		return nil, err
@@ -58,14 +76,15 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 			j.fileSinks = append(j.fileSinks, f)
 		}
 	}
-	if j.sinks, j.closeDedupe, err = wrapDedupe(cfg, built); err != nil {
+	var dd dedupe.Store
+	if j.sinks, dd, j.closeDedupe, err = wrapDedupe(cfg, built); err != nil {
 		j.closeDedupe = func() error { return nil }
 		return nil, err
 	}
 	if j.backend, err = OpenDLQ(cfg, log); err != nil {
 		return nil, err
 	}
-	stageList := []pipeline.Stage{parsers.NewStage(popts)}
+	stageList := []pipeline.Stage{parsers.NewStage(mappings...)}
 	if f := stages.NewFilter(cfg.Filter.IncludeServices, cfg.Filter.ExcludeServices); f != nil {
 		stageList = append(stageList, f)
 	}
@@ -90,12 +109,18 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 	j.dlq = dlq.NewRecorder(j.backend, dlq.RecorderOptions{
 		Host: host, Version: version, KeepBytes: int(cfg.DLQ.KeepBytes), Redact: redact,
 	})
+	// With dedupe on, the DLQ is idempotent too: a bad line read again
+	// after a restart is not dead-lettered twice.
+	var dead pipeline.DeadLetters = j.dlq
+	if dd != nil {
+		dead = dedupe.WrapDLQ(j.dlq, dd)
+	}
 	j.runner = pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers:    cfg.Pipeline.Workers,
 		Stages:     stageList,
 		Sinks:      j.sinks,
 		Delivery:   delivery,
-		DLQ:        j.dlq,
+		DLQ:        dead,
 		FlushEvery: cfg.Pipeline.FlushEvery,
 		Logger:     log,
 	})
@@ -164,6 +189,8 @@ func (j *job) report(rep *Report, bytesIn, bytesRead int64, took time.Duration) 
 	rep.DLQLost = a.DLQLost.Load() + st.Failed
 	rep.DLQEvicted = st.Evicted
 	rep.DLQWindowRows = a.DLQOther.Load()
+	rep.DLQAlready = a.DLQAlready.Load()
+	rep.RecordsRewindowed = a.RecordsRewindowed.Load()
 	rep.Seconds = took.Seconds()
 	if rep.Seconds > 0 {
 		rep.MBPerSec = float64(rep.BytesIn) / 1e6 / rep.Seconds

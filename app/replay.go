@@ -143,23 +143,45 @@ func (s *fileReplay) Commit(context.Context) error { return nil }
 
 // ParserOptions maps the parse section of the config onto parsers.Options.
 func ParserOptions(cfg *config.Config) (*parsers.Options, error) {
-	o := parsers.DefaultOptions()
-	o.InvalidUTF8 = cfg.Parse.InvalidUTF8
-	o.MissingTraceID = cfg.Parse.MissingTraceID
-	o.TimeUnit = cfg.Parse.TimeUnit
-	for _, p := range jsonlPaths(&cfg.Parse.JSONL, &o.JSONL) {
-		if len(*p.cfg) > 0 {
-			*p.opt = *p.cfg
+	return parserOptions(cfg.Parse, "parse")
+}
+
+// sourceParserOptions is a source's own field mapping: the top-level
+// parse section with the source's parse.jsonl lists in place of those
+// it sets.
+func sourceParserOptions(cfg *config.Config, i int) (*parsers.Options, error) {
+	p := cfg.Parse
+	own := cfg.Sources[i].Parse.JSONL
+	mine, top := jsonlPaths(&own, nil), jsonlPaths(&p.JSONL, nil)
+	for k := range mine {
+		if len(*mine[k].cfg) > 0 {
+			*top[k].cfg = *mine[k].cfg
 		}
 	}
-	if d := cfg.Parse.JSONL.Duration; len(d) > 0 {
+	if len(own.Duration) > 0 {
+		p.JSONL.Duration = own.Duration
+	}
+	return parserOptions(p, fmt.Sprintf("sources[%d].parse", i))
+}
+
+func parserOptions(p config.Parse, key string) (*parsers.Options, error) {
+	o := parsers.DefaultOptions()
+	o.InvalidUTF8 = p.InvalidUTF8
+	o.MissingTraceID = p.MissingTraceID
+	o.TimeUnit = p.TimeUnit
+	for _, x := range jsonlPaths(&p.JSONL, &o.JSONL) {
+		if len(*x.cfg) > 0 {
+			*x.opt = *x.cfg
+		}
+	}
+	if d := p.JSONL.Duration; len(d) > 0 {
 		o.JSONL.Duration = make([]parsers.DurationField, 0, len(d))
 		for _, x := range d {
 			o.JSONL.Duration = append(o.JSONL.Duration, parsers.DurationField{Path: x.Path, Unit: x.Unit})
 		}
 	}
 	if err := o.Prepare(); err != nil {
-		return nil, fmt.Errorf("config parse: %w", err)
+		return nil, fmt.Errorf("config %s: %w", key, err)
 	}
 	return &o, nil
 }
@@ -182,7 +204,11 @@ func ShowParserDefaults(cfg *config.Config) {
 
 // jsonlPaths pairs each config list of JSONL field paths with the parser
 // option it sets: the one place the two schemas are matched up.
+// o may be nil when only the config side is wanted.
 func jsonlPaths(c *config.JSONLPaths, o *parsers.JSONLFields) []struct{ cfg, opt *[]string } {
+	if o == nil {
+		o = &parsers.JSONLFields{}
+	}
 	return []struct{ cfg, opt *[]string }{
 		{&c.TraceID, &o.TraceID}, {&c.SpanID, &o.SpanID}, {&c.ParentID, &o.ParentID},
 		{&c.Service, &o.Service}, {&c.Name, &o.Name}, {&c.Message, &o.Message},
@@ -197,7 +223,8 @@ func Sinks(cfg *config.Config, log *slog.Logger) (_ []pipeline.Sink, done func()
 	if err != nil {
 		return nil, nil, err
 	}
-	return wrapDedupe(cfg, out)
+	out, _, done, err = wrapDedupe(cfg, out)
+	return out, done, err
 }
 
 // recoveredFiles lists what the file sinks among ss recovered from a dead
@@ -214,10 +241,11 @@ func recoveredFiles(ss []pipeline.Sink) []RecoveredFile {
 	return out
 }
 
-// wrapDedupe makes the sinks idempotent when dedupe is on.
-func wrapDedupe(cfg *config.Config, out []pipeline.Sink) (_ []pipeline.Sink, done func() error, _ error) {
+// wrapDedupe makes the sinks idempotent when dedupe is on, and returns
+// the store (nil when off) for the DLQ's own dedupe.
+func wrapDedupe(cfg *config.Config, out []pipeline.Sink) (_ []pipeline.Sink, _ dedupe.Store, done func() error, _ error) {
 	if !cfg.Dedupe.Enabled {
-		return out, func() error { return nil }, nil
+		return out, nil, func() error { return nil }, nil
 	}
 	d := cfg.Dedupe
 	var store dedupe.Store
@@ -227,27 +255,27 @@ func wrapDedupe(cfg *config.Config, out []pipeline.Sink) (_ []pipeline.Sink, don
 		r, err := redissink.NewDedupe(d.Redis.Redis, d.Redis.KeyPrefix, d.TTL)
 		if err != nil {
 			closeSinks(out)
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		store, done = r, r.Close
 	default:
 		if d.Path != "" {
 			if err := os.MkdirAll(filepath.Dir(d.Path), 0o700); err != nil {
 				closeSinks(out)
-				return nil, nil, fmt.Errorf("dedupe: %w", err)
+				return nil, nil, nil, fmt.Errorf("dedupe: %w", err)
 			}
 		}
 		m, err := dedupe.NewMemory(d.Path, d.TTL, d.MaxKeys)
 		if err != nil {
 			closeSinks(out)
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		store, done = m, m.Close
 	}
 	for i, s := range out {
 		out[i] = dedupe.Wrap(s, store)
 	}
-	return out, done, nil
+	return out, store, done, nil
 }
 
 func buildSinks(cfg *config.Config, log *slog.Logger) ([]pipeline.Sink, error) {

@@ -32,6 +32,14 @@ type Report struct {
 	// DLQWindowRows is how many DLQ entries (in dlq.total) are window rows
 	// the windows sink refused rather than records.
 	DLQWindowRows int64 `json:"dlq_window_rows"`
+	// DLQAlready counts records whose entry the DLQ held already (dedupe:
+	// a bad line read again after a restart); counted with dlq in the
+	// record sum, not in dlq.total (what this run wrote).
+	DLQAlready int64 `json:"dlq_already,omitempty"`
+	// RecordsRewindowed counts records read again after a restart only to
+	// rebuild open windows (they reached the sinks and the DLQ the first
+	// time); outside the record sum.
+	RecordsRewindowed int64 `json:"records_rewindowed,omitempty"`
 
 	Seconds    float64 `json:"seconds"`
 	MBPerSec   float64 `json:"mb_per_s"`
@@ -70,7 +78,7 @@ func (rep *Report) check(a *pipeline.Accounting) error {
 			errs = append(errs, fmt.Errorf("DLQ wrote %d of the %d %s entries sent to it", wrote, sent, c))
 		}
 	}
-	if dlqRecords := rep.DLQ["total"] - rep.DLQWindowRows; rep.RecordsIn != rep.RecordsOut+dlqRecords+rep.RecordsFiltered {
+	if dlqRecords := rep.DLQ["total"] - rep.DLQWindowRows + rep.DLQAlready; rep.RecordsIn != rep.RecordsOut+dlqRecords+rep.RecordsFiltered {
 		errs = append(errs, fmt.Errorf("records do not reconcile: in %d != out %d + dlq %d + filtered %d",
 			rep.RecordsIn, rep.RecordsOut, dlqRecords, rep.RecordsFiltered))
 	}
@@ -94,8 +102,15 @@ func (rep *Report) WriteSummary(w io.Writer) {
 	if !rep.Reconciled {
 		mark = "NOT RECONCILED"
 	}
-	fmt.Fprintf(&b, "records: %d in = %d out + %d dlq + %d filtered  [%s]\n",
-		rep.RecordsIn, rep.RecordsOut, rep.DLQ["total"]-rep.DLQWindowRows, rep.RecordsFiltered, mark)
+	already := ""
+	if rep.DLQAlready > 0 {
+		already = fmt.Sprintf(" (%d already there)", rep.DLQAlready)
+	}
+	fmt.Fprintf(&b, "records: %d in = %d out + %d dlq%s + %d filtered  [%s]\n",
+		rep.RecordsIn, rep.RecordsOut, rep.DLQ["total"]-rep.DLQWindowRows+rep.DLQAlready, already, rep.RecordsFiltered, mark)
+	if rep.RecordsRewindowed > 0 {
+		fmt.Fprintf(&b, "rewindowed: %d records read again after a restart only to rebuild open windows\n", rep.RecordsRewindowed)
+	}
 	if rep.DLQ["total"] > 0 || rep.DLQLost > 0 {
 		var parts []string
 		for _, c := range pipeline.Classes {

@@ -37,6 +37,12 @@ type Accounting struct {
 	// they are in none of the other counters and the invariant leaves
 	// them out.
 	RecordsRewindowed atomic.Int64
+	// DLQAlready counts records whose DLQ entry was not made because the
+	// DLQ holds one for the same input already (dedupe after a restart:
+	// pipeline.ErrAlreadyInDLQ). They are in the DLQ, so the invariant
+	// counts them with dlq; the DLQ's own count of what it wrote does not
+	// include them.
+	DLQAlready atomic.Int64
 
 	mu      sync.Mutex
 	sources map[string]*SourceCount
@@ -59,6 +65,7 @@ type SourceCount struct {
 // once.
 type batchCount struct {
 	in, out, filtered, lost int64
+	already                 int64 // entries the DLQ holds already (ErrAlreadyInDLQ)
 	dlq                     [NumClasses]int64
 }
 
@@ -67,7 +74,8 @@ func (a *Accounting) add(source string, c *batchCount, fileFailed bool) {
 	a.RecordsOut.Add(c.out)
 	a.RecordsFiltered.Add(c.filtered)
 	a.DLQLost.Add(c.lost)
-	var dlq int64
+	a.DLQAlready.Add(c.already)
+	dlq := c.already
 	for i, n := range c.dlq {
 		if n != 0 {
 			a.DLQSent[i].Add(n)
@@ -132,7 +140,7 @@ func (a *Accounting) DLQSentTotal() int64 {
 // as a mismatch against what the DLQ wrote, never as a silent gap here).
 func (a *Accounting) Check() error {
 	in, out, filt := a.RecordsIn.Load(), a.RecordsOut.Load(), a.RecordsFiltered.Load()
-	dlq := a.DLQSentTotal() - a.DLQOther.Load() + a.DLQLost.Load() - a.DLQOtherLost.Load()
+	dlq := a.DLQSentTotal() - a.DLQOther.Load() + a.DLQLost.Load() - a.DLQOtherLost.Load() + a.DLQAlready.Load()
 	if in != out+dlq+filt {
 		return fmt.Errorf("accounting: records in %d != out %d + dlq %d + filtered %d", in, out, dlq, filt)
 	}

@@ -172,7 +172,9 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 		rec := &b.Records[i]
 		switch {
 		case rec.Failed():
-			if err := r.o.DLQ.PutRecord(ctx, b, i, r.lacking[rec.lacking]); err != nil {
+			if err := r.o.DLQ.PutRecord(ctx, b, i, r.lacking[rec.lacking]); errors.Is(err, ErrAlreadyInDLQ) {
+				c.already++
+			} else if err != nil {
 				c.lost++
 				r.log.Error("dlq_refused", "DLQ refused an entry: the record is neither delivered nor stored",
 					"source", sourcePath(b), "class", rec.Failure.Class, "err", err)
@@ -287,7 +289,9 @@ func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line
 	r.o.Logger.Warn("file failed; the rest go on", "path", path, "code", code, "offset", offset, "err", CutMessage(err.Error()))
 	c := batchCount{in: 1}
 	f := SourceFailure{Kind: "file", Path: path, Code: code, Offset: offset, Line: line, Err: err}
-	if perr := r.o.DLQ.PutSource(context.WithoutCancel(ctx), f); perr != nil {
+	if perr := r.o.DLQ.PutSource(context.WithoutCancel(ctx), f); errors.Is(perr, ErrAlreadyInDLQ) {
+		c.already = 1
+	} else if perr != nil {
 		c.lost = 1
 		r.log.Error("dlq_refused", "DLQ refused an entry: the record is neither delivered nor stored", "source", path, "class", ClassFile, "err", perr)
 	} else {
