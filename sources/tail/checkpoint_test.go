@@ -258,6 +258,23 @@ func TestArchive(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "app.log.1.gz"), filepath.Join(dir, "app.log.2.gz")); err != nil {
 		t.Fatal(err)
 	}
+	// Another archive, read and then deleted: let go without a second
+	// OriginDone (the collector flags one).
+	other := lines("gz-other", 0, 10)
+	if err := os.WriteFile(filepath.Join(dir, "other.log.1.gz"), gzipLines(t, other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLines(t, other)
+	waitFor(t, "the other archive done", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.done) == 2
+	})
+	if err := os.Remove(filepath.Join(dir, "other.log.1.gz")); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, other...)
+	waitFor(t, "the deleted archive let go", func() bool { return r.src.FilesFollowed() == 1 })
 	settle(r)
 	r.stop()
 	if err := r.src.Commit(context.Background()); err != nil {

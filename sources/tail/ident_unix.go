@@ -4,6 +4,7 @@ package tail
 
 import (
 	"io/fs"
+	"os"
 	"syscall"
 )
 
@@ -21,4 +22,23 @@ func identOf(fi fs.FileInfo) (devIno, uint64) {
 		return devIno{}, 1
 	}
 	return devIno{dev: uint64(st.Dev), ino: uint64(st.Ino)}, uint64(st.Nlink) // not uint64 everywhere
+}
+
+// fstat returns the size and link count of the open file fd, allocating
+// nothing (poll calls it for every open file, every poll_interval).
+type statBuf = syscall.Stat_t
+
+func fstat(fh *os.File, st *statBuf) (size int64, nlink uint64, err error) {
+	rc, err := fh.SyscallConn()
+	if err != nil {
+		return 0, 0, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = syscall.Fstat(int(fd), st) }); err != nil {
+		return 0, 0, err
+	}
+	if serr != nil {
+		return 0, 0, serr
+	}
+	return st.Size, uint64(st.Nlink), nil
 }

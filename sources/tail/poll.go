@@ -4,7 +4,8 @@ import (
 	"os"
 )
 
-// poll looks at every followed file: growth of the open ones (fstat),
+// poll looks at every followed file: growth of the open ones (fstat; for
+// a file in a watched folder, only every scan_interval),
 // files waiting to be fingerprinted, partial lines and rotated files whose
 // time is up, idle files, files to close for inactivity. A scan a
 // notification asked for runs here, so a burst of them costs one.
@@ -35,15 +36,21 @@ func (s *Source) poll() {
 			s.identify(f, now)
 			continue
 		case stateArchive:
+			if f.gone && f.fh == nil {
+				s.release(f, "archive gone")
+			}
 			continue
 		}
-		if f.fh != nil {
-			if fi, err := f.fh.Stat(); err == nil {
-				if _, nlink := identOf(fi); nlink == 0 && !f.gone {
+		// A file whose folder is watched is told to grow by notifications:
+		// it is looked at only every scan_interval, in case one was lost.
+		if f.fh != nil && (!f.watched || now.Sub(f.statAt) >= s.cfg.ScanInterval) {
+			f.statAt = now
+			if size, nlink, err := fstat(f.fh, &s.statBuf); err == nil {
+				if nlink == 0 && !f.gone {
 					f.gone = true
 					s.log.Debug("file deleted: reading it to its end", "path", f.path)
 				}
-				f.size = fi.Size()
+				f.size = size
 				if f.size != f.end {
 					s.enqueue(f)
 				}

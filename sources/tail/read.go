@@ -220,6 +220,15 @@ func (s *Source) serveArchive(f *tfile) {
 	f.done = true
 	s.mu.Unlock()
 	s.closeFile(f)
+	s.originDone(f)
+}
+
+// originDone tells the job f's origin sent its last batch, once.
+func (s *Source) originDone(f *tfile) {
+	if f.origin == nil || f.finished {
+		return
+	}
+	f.finished = true
 	if s.o.Events.OriginDone != nil {
 		s.o.Events.OriginDone(f.origin.ID, f.batches)
 	}
@@ -368,9 +377,7 @@ func (s *Source) release(f *tfile, why string) {
 	}
 	s.followed.Add(-1)
 	s.log.Info("file released", "path", f.path, "why", why, "batches", f.batches)
-	if f.origin != nil && s.o.Events.OriginDone != nil {
-		s.o.Events.OriginDone(f.origin.ID, f.batches)
-	}
+	s.originDone(f)
 }
 
 // truncated handles a file found shorter than what was read of it, or
@@ -395,6 +402,6 @@ func (s *Source) truncated(f *tfile) {
 	s.mu.Unlock()
 	s.byPath[path] = nf
 	s.followed.Add(1)
-	s.watchDir(filepath.Dir(path))
+	nf.watched = s.watchDir(filepath.Dir(path))
 	s.identify(nf, t)
 }

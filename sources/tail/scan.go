@@ -74,6 +74,7 @@ type tfile struct {
 	released bool
 
 	// Run's own.
+	finished   bool // OriginDone was told
 	state      fileState
 	origin     *pipeline.Origin
 	first      bool // found by the first scan
@@ -95,8 +96,10 @@ type tfile struct {
 	gone       bool
 	queued     bool
 	lastRead   uint64
-	seen       uint64 // the last scan that found it
-	found      string // the path that scan found it at
+	watched    bool      // its folder is watched: notifications tell its growth
+	statAt     time.Time // when poll last fstat'ed it
+	seen       uint64    // the last scan that found it
+	found      string    // the path that scan found it at
 	mark       fileMark
 }
 
@@ -216,7 +219,7 @@ func (s *Source) rename(f *tfile, path string) {
 		o.Path = path
 		f.origin = &o
 	}
-	s.watchDir(filepath.Dir(path))
+	f.watched = s.watchDir(filepath.Dir(path))
 }
 
 // discover starts tracking a file the scan found.
@@ -227,7 +230,7 @@ func (s *Source) discover(path string, fi fs.FileInfo, k devIno, now time.Time) 
 	s.mu.Unlock()
 	s.byPath[path] = f
 	s.followed.Add(1)
-	s.watchDir(filepath.Dir(path))
+	f.watched = s.watchDir(filepath.Dir(path))
 	s.identify(f, now)
 }
 
@@ -272,6 +275,7 @@ func (s *Source) identify(f *tfile, now time.Time) {
 	if archive {
 		f.state = stateArchive
 		if done {
+			f.finished = true // nothing will be sent
 			s.closeFile(f)
 			return
 		}
@@ -404,20 +408,26 @@ func (s *Source) watchStatic() {
 	}
 }
 
-// watchDir adds a folder to the watcher, once.
-func (s *Source) watchDir(dir string) {
-	if s.watch == nil || s.watchFull || s.watched[dir] {
-		return
+// watchDir adds a folder to the watcher, once, and reports whether it is
+// watched.
+func (s *Source) watchDir(dir string) bool {
+	if s.watch == nil || s.watched[dir] {
+		return s.watched[dir]
+	}
+	if s.watchFull {
+		return false
 	}
 	err := s.watch.Add(dir)
 	switch {
 	case err == nil:
 		s.watched[dir] = true
+		return true
 	case errors.Is(err, fs.ErrNotExist):
 	default:
 		s.watchFull = true
 		s.log.Warn("cannot watch more folders: polling covers the others", "dir", dir, "err", err)
 	}
+	return false
 }
 
 // onEvent handles a notification: a file created, renamed or removed makes

@@ -183,6 +183,7 @@ type Source struct {
 	watched   map[string]bool
 	watchFull bool // the system refused more watches: polling covers the rest
 	countBuf  []byte
+	statBuf   statBuf
 	openCount int
 	readTick  uint64 // counts reads, for the least recently read
 
