@@ -105,3 +105,12 @@ func (l *Lines) TakePartial() (Unit, bool) { return l.sp.takePartial() }
 
 // Err returns the read error that stopped the stream, if any.
 func (l *Lines) Err() error { return l.sp.err }
+
+// Pos returns the stream offset and line number just past the last unit
+// Next or TakePartial returned (and any blank lines read after it): where
+// a reader that has delivered that unit resumes.
+func (l *Lines) Pos() (offset, line int64) { return l.sp.base + int64(l.sp.r), l.sp.line }
+
+// Scanned returns the stream offset up to which bytes were read from the
+// source: at the end of the stream, its size when last read.
+func (l *Lines) Scanned() int64 { return l.sp.offset() }
