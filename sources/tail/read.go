@@ -111,6 +111,9 @@ func (s *Source) serve(f *tfile) {
 		}
 	}
 	if more {
+		if b != nil && !s.send(f, b, last) {
+			return
+		}
 		f.end = max(f.end, l.Scanned())
 		f.lastGrowth, f.atEnd, f.lastRead = now, false, s.tick()
 		s.enqueue(f) // its turn is over; the others go first

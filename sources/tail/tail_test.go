@@ -1,8 +1,10 @@
 package tail
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -470,4 +472,31 @@ func TestIdle(t *testing.T) {
 	if c.idle[0] != 1 {
 		t.Errorf("idle told %d times", c.idle[0])
 	}
+}
+
+// TestBatchLimits: lines that fill batches by bytes before units, and
+// files long enough to use up their turn (quantum) and wait for the next,
+// lose nothing; an over-long line is one too-large unit.
+func TestBatchLimits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var want []string
+	for f := range 3 {
+		var ls []string
+		for i := range 300 {
+			ls = append(ls, fmt.Sprintf(`{"f":%d,"i":%d,"pad":"%s"}`, f, i, strings.Repeat("p", 1000+i*37%5000)))
+		}
+		appendFile(t, filepath.Join(dir, fmt.Sprintf("%d.log", f)), joinLines(ls))
+		want = append(want, ls...)
+	}
+	long := `{"long":"` + strings.Repeat("L", 20000) + `"}`
+	appendFile(t, filepath.Join(dir, "0.log"), []byte(long+"\n"+`{"after":"long"}`+"\n"))
+	want = append(want, long[:100], `{"after":"long"}`)
+	c := newCollector(t)
+	r := start(t, testCfg(filepath.Join(dir, "*.log")), c, nil, func(o *Options) {
+		o.BatchBytes, o.BatchUnits, o.MaxLineBytes, o.KeepBytes, o.ReadBufferBytes, o.Readers = 16<<10, 1000, 16<<10, 100, 4<<10, 2
+	})
+	c.waitLines(t, want)
+	settle(r)
+	c.exactlyOnce(t, want)
 }
