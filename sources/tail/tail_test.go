@@ -1,13 +1,18 @@
 package tail
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tracepipe/tracepipe/pipeline"
 )
 
 // modes runs f with fsnotify (auto) and with polling only.
@@ -40,8 +45,8 @@ func TestAppend(t *testing.T) {
 		c.waitLines(t, want)
 		settle(r)
 		c.exactlyOnce(t, want)
-		if r.src.BytesRead() == 0 || r.src.FilesFollowed() != 1 {
-			t.Errorf("bytes read %d, files followed %d", r.src.BytesRead(), r.src.FilesFollowed())
+		if r.src.BytesRead() != int64(len(joinLines(want))) || r.src.FilesFollowed() != 1 || r.src.LagBytes() != 0 {
+			t.Errorf("bytes read %d of %d, files followed %d, lag %d", r.src.BytesRead(), len(joinLines(want)), r.src.FilesFollowed(), r.src.LagBytes())
 		}
 	})
 }
@@ -411,6 +416,14 @@ func TestFailedFiles(t *testing.T) {
 	if err := mkfifo(filepath.Join(dir, "pipe.log")); err != nil {
 		t.Skip("no FIFOs here:", err)
 	}
+	wantFailed := 2
+	if os.Geteuid() != 0 { // root reads whatever the mode says
+		appendFile(t, filepath.Join(dir, "locked.log"), joinLines(lines("locked", 0, 3)))
+		if err := os.Chmod(filepath.Join(dir, "locked.log"), 0); err != nil {
+			t.Fatal(err)
+		}
+		wantFailed++
+	}
 	want := lines("ok", 0, 10)
 	appendFile(t, filepath.Join(dir, "ok.log"), joinLines(want))
 	c := newCollector(t)
@@ -425,8 +438,9 @@ func TestFailedFiles(t *testing.T) {
 	for _, f := range c.failed {
 		codes[filepath.Base(f.Path)+":"+f.Code]++
 	}
-	if len(c.failed) != 2 || codes["folder.log:is_dir"] != 1 || codes["pipe.log:not_regular"] != 1 {
-		t.Errorf("failures %v, want one is_dir and one not_regular", codes)
+	if len(c.failed) != wantFailed || codes["folder.log:is_dir"] != 1 || codes["pipe.log:not_regular"] != 1 ||
+		(wantFailed == 3 && codes["locked.log:permission"] != 1) {
+		t.Errorf("failures %v, want one is_dir, one not_regular (and one permission unless root)", codes)
 	}
 }
 
@@ -499,4 +513,41 @@ func TestBatchLimits(t *testing.T) {
 	c.waitLines(t, want)
 	settle(r)
 	c.exactlyOnce(t, want)
+}
+
+// TestCancel: Run blocked on a consumer that takes nothing returns nil
+// once ctx is cancelled; nothing is sent after.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	appendFile(t, filepath.Join(dir, "a.log"), joinLines(lines("cancel", 0, 20000)))
+	src, err := New("test", testCfg(filepath.Join(dir, "*.log")), Options{
+		Origin: pipeline.Origin{Format: pipeline.FormatJSONL}, IDs: &pipeline.OriginIDs{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan *pipeline.Batch) // nobody reads: Run blocks on its first send
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- src.Run(ctx, out) }()
+	waitFor(t, "the file open", func() bool { return src.FilesOpen() == 1 })
+	cancel()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	select {
+	case b := <-out:
+		t.Fatalf("a batch sent after Run returned: %d units", len(b.Units))
+	default:
+	}
+	if src.FilesOpen() != 0 {
+		t.Errorf("%d files left open", src.FilesOpen())
+	}
 }
