@@ -43,7 +43,10 @@ func (s *Source) poll() {
 		}
 		// A file whose folder is watched is told to grow by notifications:
 		// it is looked at only every scan_interval, in case one was lost.
-		if f.fh != nil && (!f.watched || now.Sub(f.statAt) >= s.cfg.ScanInterval) {
+		// Not a file renamed away or deleted: notifications name it by a
+		// path no longer followed, and whether it is at its end decides
+		// its release.
+		if f.fh != nil && (f.gone || !f.watched || now.Sub(f.statAt) >= s.cfg.ScanInterval) {
 			f.statAt = now
 			if size, nlink, err := fstat(f.fh, &s.statBuf); err == nil {
 				if nlink == 0 && !f.gone {

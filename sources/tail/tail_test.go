@@ -82,7 +82,9 @@ func TestRotateRename(t *testing.T) {
 		path := filepath.Join(dir, "app.log")
 		cfg := testCfg(filepath.Join(dir, "*.log"))
 		cfg.Watch = watch
-		cfg.PartialLineTimeout = 50 * time.Millisecond // the writer's grace after a rename
+		// The writer's grace after a rename: longer than a goroutine is
+		// ever descheduled under -race on a busy machine.
+		cfg.PartialLineTimeout = 300 * time.Millisecond
 		c := newCollector(t)
 		r := start(t, cfg, c, nil, nil)
 		var want []string
