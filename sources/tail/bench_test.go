@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,6 +177,63 @@ func BenchmarkIdle(b *testing.B) {
 			cancel()
 			<-ran
 			close(out)
+		})
+	}
+}
+
+// BenchmarkLatency appends lines one at a time to a followed file (1,000
+// with notifications, 40 polling), each once the previous came out, at the
+// default intervals, and reports how long each took to come out of Run
+// (p50-ms, p99-ms). Nothing is asserted.
+func BenchmarkLatency(b *testing.B) {
+	for _, watch := range []string{"auto", "poll"} {
+		b.Run(watch, func(b *testing.B) {
+			dir := b.TempDir()
+			path := filepath.Join(dir, "app.log")
+			os.WriteFile(path, []byte(`{"start":"0123456789abcdef"}`+"\n"), 0o644)
+			cfg := testCfg(filepath.Join(dir, "*.log"))
+			cfg.Watch = watch
+			cfg.ScanInterval, cfg.PollInterval = 10*time.Second, 250*time.Millisecond
+			src, err := New("lat", cfg, Options{
+				Origin: pipeline.Origin{Format: pipeline.FormatJSONL}, IDs: &pipeline.OriginIDs{},
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make(chan *pipeline.Batch, 64)
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan error)
+			go func() { ran <- src.Run(ctx, out) }()
+			bt := <-out // the first line
+			bt.Acker.Ack(bt.Seq)
+			pipeline.PutBatch(bt)
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var lat []time.Duration
+			for b.Loop() {
+				lat = lat[:0]
+				n := 1000
+				if watch == "poll" {
+					n = 40 // each waits for a poll: ~poll_interval apiece
+				}
+				for i := range n {
+					t0 := time.Now()
+					fmt.Fprintf(f, `{"i":%d,"pad":"0123456789"}`+"\n", i)
+					bt := <-out
+					lat = append(lat, time.Since(t0))
+					bt.Acker.Ack(bt.Seq)
+					pipeline.PutBatch(bt)
+				}
+			}
+			f.Close()
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			cancel()
+			<-ran
 		})
 	}
 }
