@@ -83,8 +83,13 @@
 // rename or removal there triggers a scan within poll_interval, a write
 // makes the file read at once. Polling stays as the floor (and is all there
 // is with watch: poll, or where fsnotify fails): the globs are matched
-// again every scan_interval; open files are checked for growth (fstat)
-// every poll_interval; closed files at each scan.
+// again every scan_interval; an open file is checked for growth (fstat)
+// every poll_interval, or, in a watched folder, every scan_interval (in
+// case a notification was lost: on NFS a watch is accepted but remote
+// writes send none); a file renamed away or deleted, every poll_interval;
+// a closed file at each scan. A file that is created and renamed out of
+// the globs within one scan_interval, with no notification, is never
+// seen.
 //
 // # Where a file starts
 //
