@@ -213,6 +213,10 @@ type worker struct {
 	disk countingReader
 	dec  countingReader
 	sent int64 // batches of the current file sent
+	// For ReadOne: units starting before skip are dropped, and onSend is
+	// called with each batch before it is sent.
+	skip   int64
+	onSend func(*pipeline.Batch)
 }
 
 func newWorker(r *Reader) *worker {
@@ -290,24 +294,51 @@ var (
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 )
 
+// ReadOne reads one file already open, fh, found at path, as Run reads each
+// of its files (decompressing, framing by name or content), into batches
+// whose Origin is origin (its Format resolved on the first batch when
+// auto), numbered by Seq from 1. Units starting before skip (an offset in
+// the decompressed stream) are dropped, as a reader resuming a file it had
+// partly delivered does; onSend, when set, is called with each batch just
+// before it is sent. It returns how many batches were sent and the file's
+// error, if it failed; ctx cancelled stops it (failed false). It does not
+// close fh and counts into the Reader's counters. Each call sets up its
+// own buffers: it is for the odd whole file (a rotated archive a tail
+// comes across), not for a stream of them.
+func (r *Reader) ReadOne(ctx context.Context, fh *os.File, path string, origin *pipeline.Origin, skip int64, onSend func(*pipeline.Batch), out chan<- *pipeline.Batch) (sent int64, fe FileError, failed bool) {
+	w := newWorker(r)
+	defer w.close()
+	w.skip, w.onSend = skip, onSend
+	w.sp.reset(nil, w.limits())
+	fe, failed = w.readOpen(ctx, fh, File{Path: path}, origin, out)
+	return w.sent, fe, failed
+}
+
+// fail makes the FileError of f failing the given way.
+func (w *worker) fail(path, code string, err error) (FileError, bool) {
+	fe := FileError{Path: path, Offset: w.sp.offset(), Code: code, Err: err}
+	if fe.Offset > 0 {
+		fe.Line = w.sp.lineReached()
+	}
+	return fe, true
+}
+
 // readFile reads one file and sends its batches. It returns the file's error,
 // if it failed.
 func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipeline.Batch) (FileError, bool) {
-	opts := &w.r.opts
-	fail := func(code string, err error) (FileError, bool) {
-		fe := FileError{Path: f.Path, Offset: w.sp.offset(), Code: code, Err: err}
-		if fe.Offset > 0 {
-			fe.Line = w.sp.lineReached()
-		}
-		return fe, true
-	}
 	w.sp.reset(nil, w.limits())
-
 	fh, err := openInput(f.Path)
 	if err != nil {
-		return fail(openCode(err), err)
+		return w.fail(f.Path, openCode(err), err)
 	}
 	defer fh.Close()
+	return w.readOpen(ctx, fh, f, &pipeline.Origin{ID: id, Kind: "file", Path: f.Path, Format: w.r.opts.Format}, out)
+}
+
+// readOpen reads the open file fh, f, into batches of origin.
+func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipeline.Origin, out chan<- *pipeline.Batch) (FileError, bool) {
+	opts := &w.r.opts
+	fail := func(code string, err error) (FileError, bool) { return w.fail(f.Path, code, err) }
 	fi, err := fh.Stat()
 	switch {
 	case err != nil:
@@ -354,13 +385,15 @@ func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipel
 	}
 	w.sp.reset(&w.dec, lim)
 
-	source := &pipeline.Origin{ID: id, Kind: "file", Path: f.Path, Format: opts.Format}
 	var b *pipeline.Batch
 	var seq uint64 // batches of this file made so far
 	for {
 		u, ok := w.sp.next()
 		if !ok {
 			break
+		}
+		if u.Offset < w.skip {
+			continue
 		}
 		if b != nil && len(b.Buf)+len(u.Data) > opts.BatchBytes {
 			if !w.send(ctx, b, out) {
@@ -422,6 +455,9 @@ func (w *worker) send(ctx context.Context, b *pipeline.Batch, out chan<- *pipeli
 	if ctx.Err() != nil {
 		pipeline.PutBatch(b)
 		return false
+	}
+	if w.onSend != nil {
+		w.onSend(b)
 	}
 	select {
 	case out <- b:

@@ -19,15 +19,19 @@ const (
 	framingDocument                // one unit per top-level JSON document
 )
 
-// unit is one line or document found by the splitter. Data is a view into the
-// splitter's buffer (or its keep buffer), valid until the next call to next.
-type unit struct {
+// Unit is one line or document found by a splitter (Lines in this package's
+// API). Data is a view into the splitter's buffer (or its keep buffer), valid
+// until the next call that returns a unit.
+type Unit struct {
 	Data   []byte
 	Offset int64 // byte offset of the unit's first byte in the decompressed stream
 	Line   int64 // 1-based line of the unit's first byte
 	Size   int64 // full length in the input; > len(Data) only when UnitTooLarge is set
 	Flags  uint8
 }
+
+// unit is the splitter's name for Unit.
+type unit = Unit
 
 // Phases of the document-mode scanner.
 const (
@@ -201,6 +205,11 @@ type splitterLimits struct {
 	// framing, when not framingUnknown, is used whatever the content: the
 	// reader sets framingNDJSON for a file whose name says it holds lines.
 	framing framing
+	// follow: the end of the stream is only its end for now (a file still
+	// being written). A last line with no newline is held, not returned,
+	// until more of it comes or takePartial is called, and the next call
+	// to next reads again. Only with framingNDJSON.
+	follow bool
 }
 
 // splitter cuts a decompressed stream into units: lines (NDJSON) or top-level
@@ -243,12 +252,24 @@ type splitter struct {
 	err error // the read error that ended the stream early, if any
 
 	keepBuf []byte // first bytes of a too-large unit, reused
+	sk      skipping
 
 	// work counts the bytes the document-mode code scanned or searched,
 	// and fallbacks the times a region rescan disagreed with the scan it
 	// replays (never, unless there is a bug): for tests.
 	work      int64
 	fallbacks int
+}
+
+// skipping is the state of a too-large line being read through (skipLine),
+// kept across calls when following a stream whose end may not be the line's.
+type skipping struct {
+	active bool
+	off    int64 // the line's offset and line number
+	line   int64
+	size   int64 // bytes of it read so far, its newline not included
+	blank  bool  // only whitespace so far
+	lastCR bool  // its last byte so far is '\r'
 }
 
 // region is what the splitter knows after a document failed at stream
@@ -353,6 +374,9 @@ func (s *splitter) bufMax(limit int) int { return max(s.lim.readSize, limit+2) }
 // read error ended it (then s.err is set); a unit the error cut short is not
 // returned. The unit's Data is valid until the next call to next.
 func (s *splitter) next() (u unit, ok bool) {
+	if s.lim.follow && s.eof && s.err == nil {
+		s.eof = false // the stream may have grown since
+	}
 	if s.mode == framingUnknown {
 		if !s.detect() {
 			return unit{}, false
@@ -377,8 +401,12 @@ func (s *splitter) detect() bool {
 	for !s.eof && s.w < 3 {
 		s.fill(max)
 	}
-	if s.w >= 3 && s.buf[0] == 0xEF && s.buf[1] == 0xBB && s.buf[2] == 0xBF {
-		s.r = 3
+	if s.base == 0 && s.r == 0 {
+		if s.w >= 3 && s.buf[0] == 0xEF && s.buf[1] == 0xBB && s.buf[2] == 0xBF {
+			s.r = 3
+		} else if s.lim.follow && s.w < 3 && string(s.buf[:s.w]) == "\xef\xbb\xbf"[:s.w] {
+			return false // a byte order mark may be on its way
+		}
 	}
 	for {
 		i := s.r
@@ -445,6 +473,15 @@ func (s *splitter) detect() bool {
 
 // nextLine returns the next non-blank line.
 func (s *splitter) nextLine() (unit, bool) {
+	if s.sk.active {
+		u, ok, done := s.skipOn()
+		if ok {
+			return u, true
+		}
+		if done {
+			return unit{}, false
+		}
+	}
 	for {
 		if j := bytes.IndexByte(s.buf[s.scan:s.w], '\n'); j >= 0 {
 			end := s.scan + j
@@ -458,8 +495,8 @@ func (s *splitter) nextLine() (unit, bool) {
 		}
 		s.scan = s.w
 		if s.eof {
-			if s.err != nil || s.r == s.w {
-				return unit{}, false
+			if s.err != nil || s.r == s.w || s.lim.follow {
+				return unit{}, false // following: the line may not be whole yet
 			}
 			u, ok := s.lineUnit(s.w)
 			s.r, s.scan = s.w, s.w
@@ -503,18 +540,27 @@ func (s *splitter) lineUnit(end int) (unit, bool) {
 // skipLine handles a line known to be too large: it keeps its first bytes and
 // reads on, without holding the rest, to the end of the line. ok is true when
 // it returns the line's unit; done is true when the stream ended (or failed)
-// without a unit to return.
+// without a unit to return. Following a stream, the end of what is there
+// now is not the line's: the state stays in s.sk and the next call to
+// nextLine goes on with it.
 func (s *splitter) skipLine() (u unit, ok, done bool) {
 	p := s.buf[s.r:s.w]
 	s.keepBuf = append(s.keepBuf[:0], p[:s.lim.keep]...)
-	u = unit{Offset: s.base + int64(s.r), Line: s.line, Flags: pipeline.UnitTooLarge}
-	size := int64(len(p))
-	blank := isBlank(p)
-	lastCR := p[len(p)-1] == '\r'
+	s.sk = skipping{active: true, off: s.base + int64(s.r), line: s.line, size: int64(len(p)), blank: isBlank(p), lastCR: p[len(p)-1] == '\r'}
 	s.r, s.scan = s.w, s.w
+	return s.skipOn()
+}
+
+// skipOn reads on through the too-large line s.sk describes.
+func (s *splitter) skipOn() (u unit, ok, done bool) {
+	sk := &s.sk
 	for {
 		if s.eof {
 			if s.err != nil {
+				sk.active = false
+				return unit{}, false, true
+			}
+			if s.lim.follow {
 				return unit{}, false, true
 			}
 			break
@@ -525,12 +571,12 @@ func (s *splitter) skipLine() (u unit, ok, done bool) {
 		if j >= 0 {
 			p = p[:j]
 		}
-		size += int64(len(p))
-		if blank {
-			blank = isBlank(p)
+		sk.size += int64(len(p))
+		if sk.blank {
+			sk.blank = isBlank(p)
 		}
 		if len(p) > 0 {
-			lastCR = p[len(p)-1] == '\r'
+			sk.lastCR = p[len(p)-1] == '\r'
 		}
 		if j >= 0 {
 			s.r, s.scan = s.r+j+1, s.r+j+1
@@ -539,14 +585,62 @@ func (s *splitter) skipLine() (u unit, ok, done bool) {
 		}
 		s.r, s.scan = s.w, s.w
 	}
-	if lastCR {
-		size--
-	}
-	if blank {
+	u, ok = s.skipped()
+	if !ok {
 		return unit{}, false, s.eof && s.r == s.w
 	}
-	u.Data, u.Size = s.keepBuf, size
 	return u, true, false
+}
+
+// skipped ends the too-large line s.sk describes and returns its unit; ok
+// is false for a blank one.
+func (s *splitter) skipped() (unit, bool) {
+	sk := &s.sk
+	sk.active = false
+	size := sk.size
+	if sk.lastCR {
+		size--
+	}
+	if sk.blank {
+		return unit{}, false
+	}
+	return unit{Data: s.keepBuf, Offset: sk.off, Line: sk.line, Size: size, Flags: pipeline.UnitTooLarge}, true
+}
+
+// takePartial, when following, returns the last line of what the stream
+// holds now though no newline ends it yet, as the end of a stream would:
+// the writer was given time enough to finish it. It is called after next
+// returned false at the end of the stream; ok is false when nothing is
+// held (or only blanks, which are consumed). What the writer appends to
+// that line later starts a new unit, on the same line number.
+func (s *splitter) takePartial() (unit, bool) {
+	if !s.lim.follow || !s.eof || s.err != nil {
+		return unit{}, false
+	}
+	if s.mode == framingUnknown && s.r < s.w { // the start of a byte order mark, and no more
+		s.mode = framingNDJSON
+	}
+	if s.mode != framingNDJSON {
+		return unit{}, false
+	}
+	if s.sk.active {
+		return s.skipped()
+	}
+	if s.r == s.w {
+		return unit{}, false
+	}
+	u, ok := s.lineUnit(s.w)
+	s.r, s.scan = s.w, s.w
+	return u, ok
+}
+
+// held returns the bytes of a last line held back, when following: what
+// takePartial would take.
+func (s *splitter) held() int64 {
+	if s.sk.active {
+		return s.sk.size
+	}
+	return int64(s.w - s.r)
 }
 
 // nextDoc returns the next document, or the next run of junk (bytes that
