@@ -69,7 +69,7 @@ func (c *collector) events() pipeline.SourceEvents {
 			}
 			c.done[id] = n
 		},
-		Idle: func(id int) {
+		Idle: func(id int, _ int64) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.idle[id]++

@@ -73,7 +73,7 @@ func (s *Source) poll() {
 		if f.atEnd && !f.idleSent && f.batches > 0 && f.held == 0 && now.Sub(f.atEndSince) >= s.cfg.IdleTimeout && f.tracker.InFlight() == 0 {
 			f.idleSent = true
 			if s.o.Events.Idle != nil {
-				s.o.Events.Idle(f.origin.ID)
+				s.o.Events.Idle(f.origin.ID, f.batches)
 			}
 		}
 		if f.fh != nil && !f.gone && !f.queued && f.held == 0 && now.Sub(f.lastGrowth) >= s.cfg.CloseInactive {
