@@ -36,6 +36,14 @@ Usage:
       Read files, folders (recursively) and globs once, plain, .gz or .zst,
       through parse, windows and sinks; every failure goes to the DLQ.
       Prints a summary that reconciles records in = out + dlq + filtered.
+  pipeline run [-c config.yaml] [--report FILE]
+      The long-running job: follow the config's sources (files matching
+      globs, through rotation) until SIGINT/SIGTERM, then drain within
+      run.shutdown_grace and commit positions; a restart resumes there.
+      SIGHUP reopens the output files.
+  pipeline state ls|reset [-c config.yaml] [--json] [--all] [NAME...]
+      Show the sources' checkpoints (run.state_dir), or delete them so a
+      source starts afresh (not while a pipeline run holds the directory).
   pipeline gen --format jsonl|otlp|zipkin (--size 1GiB | --records N) [-o FILE] [--seed N]
                [--malformed 0.01] [--services N] [--users N] [--traces N]
       Write deterministic, realistic sample logs (gzip if FILE ends in .gz).
@@ -90,6 +98,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "replay":
 		return cmdReplay(ctx, args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "state":
+		return cmdState(args[1:], stdout, stderr)
 	case "gen":
 		return cmdGen(args[1:], stdout, stderr)
 	case "validate":

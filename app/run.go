@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/state"
+	"github.com/tracepipe/tracepipe/pipeline"
+)
+
+// RunOptions are what the command line adds to the config for `pipeline
+// run`.
+type RunOptions struct {
+	Logger  *slog.Logger
+	Version string
+	// Reopen gets a value for each SIGHUP: the file sinks finish their
+	// current files and start new ones.
+	Reopen <-chan struct{}
+}
+
+// ErrNoSources is returned when the config names no source to run.
+var ErrNoSources = errors.New("run: the config has no sources (add a `sources:` list; `pipeline replay` reads paths given on the command line)")
+
+// RunJob is `pipeline run`: the job fed by the config's sources until ctx
+// is cancelled (SIGINT/SIGTERM). Then it drains: the sources stop reading,
+// the batches read are handled and made durable (the runner's final
+// barrier acks them), the windows still open are emitted, the sinks and
+// the DLQ close, and the sources commit their positions, last, so a
+// position is never ahead of what is durable. The caller bounds the drain
+// (run.shutdown_grace). Positions are also committed every
+// run.checkpoint_every while running. The report covers this process's
+// life.
+func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if len(cfg.Sources) == 0 {
+		return nil, ErrNoSources
+	}
+	st, err := state.Open(cfg.Run.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	j, err := newJob(ctx, cfg, log, o.Version)
+	if err != nil {
+		return nil, err
+	}
+	srcs, err := openSources(ctx, cfg, j, st, log)
+	if err != nil {
+		_ = j.close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+
+	reopenDone := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-o.Reopen:
+				j.reopen()
+			case <-reopenDone:
+				return
+			}
+		}
+	}()
+
+	start := time.Now()
+	log.Info("run: started", "sources", len(srcs), "state_dir", cfg.Run.StateDir)
+	res := j.feed(ctx, context.WithoutCancel(ctx), srcs, cfg.Run.CheckpointEvery)
+	close(reopenDone)
+
+	errs := []error{res.Err}
+	if err := j.close(context.WithoutCancel(ctx)); err != nil {
+		errs = append(errs, err)
+	}
+	// Last: the windows are emitted and every sink closed, so every acked
+	// position may be committed.
+	if err := j.commit(context.WithoutCancel(ctx), srcs); err != nil {
+		errs = append(errs, err)
+	}
+	rep := &Report{DLQFull: res.DLQFull}
+	var in, read int64
+	for _, s := range srcs {
+		if c, ok := s.(interface{ BytesRead() int64 }); ok {
+			read += c.BytesRead()
+		}
+		if c, ok := s.(interface{ BytesDecoded() int64 }); ok {
+			in += c.BytesDecoded()
+		}
+		if c, ok := s.(interface{ Files() int }); ok {
+			rep.Files += c.Files()
+		}
+	}
+	if err := j.report(rep, in, read, time.Since(start)); err != nil {
+		errs = append(errs, err)
+	}
+	return rep, errors.Join(errs...)
+}
+
+// reopen finishes every file sink's current file (SIGHUP).
+func (j *job) reopen() {
+	n := 0
+	for _, f := range j.fileSinks {
+		if err := f.Reopen(); err != nil {
+			j.log.Error("reopen failed", "sink", f.Name(), "err", err)
+			continue
+		}
+		n++
+	}
+	j.log.Info("SIGHUP: output files reopened", "file_sinks", n)
+}
+
+// openSources builds the config's sources, in order, each with its
+// checkpoint in st.
+func openSources(ctx context.Context, cfg *config.Config, j *job, st *state.Dir, log *slog.Logger) ([]pipeline.Source, error) {
+	var out []pipeline.Source
+	for i, sc := range cfg.Sources {
+		s, err := openSource(ctx, cfg, i, sc, j, st, log)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

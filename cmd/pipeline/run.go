@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tracepipe/tracepipe/app"
+	"github.com/tracepipe/tracepipe/config"
+)
+
+// exitNow ends the process when a drain outlives run.shutdown_grace.
+var exitNow = os.Exit
+
+// cmdRun is `pipeline run`: the config's sources, followed until
+// SIGINT/SIGTERM, then drained within run.shutdown_grace. SIGHUP reopens
+// the output files.
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file (default: the embedded config.yaml)")
+	report := fs.String("report", "", "write the report of this process's life as JSON to this file when it stops")
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
+		return usageError(stderr, err)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reopen := make(chan struct{}, 1)
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reopen <- struct{}{}:
+				default: // one pending reopen covers several signals
+				}
+			case <-ctx.Done():
+				// The drain is bounded: past the grace, exit with the
+				// positions last committed (what follows them is read
+				// again at the next start, never skipped).
+				t := time.NewTimer(cfg.Run.ShutdownGrace)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					log.Error("run: the drain took longer than run.shutdown_grace; exiting with the positions last committed (the rest is read again at the next start)",
+						"shutdown_grace", cfg.Run.ShutdownGrace)
+					exitNow(exitFailed)
+				case <-finished:
+				}
+				return
+			case <-finished:
+				return
+			}
+		}
+	}()
+
+	rep, runErr := app.RunJob(ctx, cfg, app.RunOptions{Logger: log, Version: buildVersion(), Reopen: reopen})
+	if rep == nil {
+		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
+		if errors.Is(runErr, app.ErrNoSources) {
+			return exitUsage
+		}
+		return exitFailed
+	}
+	rep.WriteSummary(stdout)
+	if *report != "" {
+		if err := writeReport(*report, rep); err != nil {
+			fmt.Fprintf(stderr, "pipeline: %v\n", err)
+			return exitFailed
+		}
+	}
+	switch {
+	case runErr != nil:
+		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
+		return exitFailed
+	case rep.DLQFull:
+		return exitDLQFull
+	}
+	return exitOK
+}
