@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracepipe/tracepipe/gen"
 	"github.com/tracepipe/tracepipe/app"
+	"github.com/tracepipe/tracepipe/gen"
 )
 
 var spanIDRe = regexp.MustCompile(`"span_id":"([0-9a-f]+)"`)

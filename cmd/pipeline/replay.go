@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/app"
+	"github.com/tracepipe/tracepipe/config"
 )
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -9,8 +9,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/app"
+	"github.com/tracepipe/tracepipe/config"
 )
 
 // cmdValidate checks the config named by -c or by the one argument (the
