@@ -56,7 +56,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		for bt := range out {
 			got += len(bt.Units)
 			if bt.Acker != nil {
-				bt.Acker.Ack(bt.Seq)
+				ackBoth(bt)
 			}
 			pipeline.PutBatch(bt)
 			if got == want {
@@ -147,7 +147,7 @@ func BenchmarkIdle(b *testing.B) {
 				n := 0
 				for bt := range out {
 					n += len(bt.Units)
-					bt.Acker.Ack(bt.Seq)
+					ackBoth(bt)
 					pipeline.PutBatch(bt)
 					if n == files {
 						close(got)
@@ -206,7 +206,7 @@ func BenchmarkLatency(b *testing.B) {
 			ran := make(chan error)
 			go func() { ran <- src.Run(ctx, out) }()
 			bt := <-out // the first line
-			bt.Acker.Ack(bt.Seq)
+			ackBoth(bt)
 			pipeline.PutBatch(bt)
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
@@ -224,7 +224,7 @@ func BenchmarkLatency(b *testing.B) {
 					fmt.Fprintf(f, `{"i":%d,"pad":"0123456789"}`+"\n", i)
 					bt := <-out
 					lat = append(lat, time.Since(t0))
-					bt.Acker.Ack(bt.Seq)
+					ackBoth(bt)
 					pipeline.PutBatch(bt)
 				}
 			}

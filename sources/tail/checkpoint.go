@@ -42,9 +42,20 @@ type position struct {
 	// delivered, and Line is 0; Done says it was read whole.
 	Offset   int64     `json:"offset"`
 	Line     int64     `json:"line"`
+	// Windowed, when set, is where reading resumes after a crash: before
+	// it every record read is in a durable window row; from it to Offset
+	// records are read again only for the windows (WindowsOnly batches),
+	// their sinks and DLQ having them. Absent: the same as Offset.
+	Windowed *wpos `json:"windowed,omitempty"`
 	Archive  bool      `json:"archive,omitempty"`
 	Done     bool      `json:"done,omitempty"`
 	Released time.Time `json:"released,omitzero"`
+}
+
+// wpos is a windowed position.
+type wpos struct {
+	Offset int64 `json:"offset"`
+	Line   int64 `json:"line"`
 }
 
 // maxFPLen is the largest fingerprint length config allows.
@@ -93,6 +104,10 @@ func (e *position) check(released bool) error {
 		return fmt.Errorf("line %d, want >= 1", e.Line)
 	case e.Done && !e.Archive:
 		return errors.New("done is for archives")
+	case e.Windowed != nil && e.Archive:
+		return errors.New("windowed is not for archives")
+	case e.Windowed != nil && (e.Windowed.Offset < 0 || e.Windowed.Offset > e.Offset || e.Windowed.Line < 1 || e.Windowed.Line > e.Line):
+		return fmt.Errorf("windowed %d line %d is not within 0..offset %d, 1..line %d", e.Windowed.Offset, e.Windowed.Line, e.Offset, e.Line)
 	case released && e.Released.IsZero():
 		return errors.New("released entry with no time")
 	case !released && !e.Released.IsZero():
@@ -175,8 +190,15 @@ func (s *Source) sameStart(f *tfile, head []byte, n int, fp string) bool {
 }
 
 // posOf returns f's committable position. Called with s.mu held.
+//
+// The delivered position never goes below where this process started
+// delivering (floor): the windows-only batches it reads first end before
+// it. The windowed one follows WindowAcks; it is written only when behind.
 func (s *Source) posOf(f *tfile) position {
 	_, p := f.tracker.Acked()
+	if p.Off < f.floor.Off {
+		p = f.floor
+	}
 	e := position{
 		FP: hex.EncodeToString(f.fp[:]), FPLen: f.fpLen, Dev: f.key.dev, Ino: f.key.ino, Path: f.path,
 		Offset: p.Off, Line: p.Line, Archive: f.archive,
@@ -184,8 +206,18 @@ func (s *Source) posOf(f *tfile) position {
 	if f.archive {
 		e.Line = 0
 		e.Done = f.done && f.tracker.InFlight() == 0
+		return e
+	}
+	if _, w := f.wtracker.Acked(); w.Off < p.Off {
+		e.Windowed = &wpos{Offset: w.Off, Line: max(w.Line, 1)}
 	}
 	return e
+}
+
+// inFlight reports whether f has batches not yet acked, or not yet
+// window-acked.
+func (f *tfile) inFlight() bool {
+	return f.tracker.InFlight() > 0 || (f.wtracker != nil && f.wtracker.InFlight() > 0)
 }
 
 // Commit saves every file's position after its last batch acked in order
@@ -213,7 +245,7 @@ func (s *Source) Commit(ctx context.Context) error {
 	keep := s.draining[:0]
 	for _, f := range s.draining {
 		e := s.posOf(f)
-		if f.tracker.InFlight() == 0 {
+		if !f.inFlight() {
 			e.Released = now
 			s.known = append(s.known, &e)
 			continue

@@ -83,12 +83,12 @@ func TestCheckpointNeverPastGap(t *testing.T) {
 		}
 	}
 	check("nothing acked", 0, 1)
-	bs[1].Acker.Ack(bs[1].Seq)
-	bs[2].Acker.Ack(bs[2].Seq)
+	ackBoth(bs[1])
+	ackBoth(bs[2])
 	check("2 and 3 acked, 1 not", 0, 1)
-	bs[0].Acker.Ack(bs[0].Seq)
+	ackBoth(bs[0])
 	check("1, 2, 3 acked", endOf(300), 301)
-	bs[4].Acker.Ack(bs[4].Seq)
+	ackBoth(bs[4])
 	check("5 acked, 4 not", endOf(300), 301)
 	_, before := onDisk(t, st)
 	if err := r.src.Commit(ctx); err != nil {
@@ -97,7 +97,7 @@ func TestCheckpointNeverPastGap(t *testing.T) {
 	if _, after := onDisk(t, st); !after.Saved.Equal(before.Saved) {
 		t.Errorf("a commit with nothing new rewrote the checkpoint")
 	}
-	bs[3].Acker.Ack(bs[3].Seq)
+	ackBoth(bs[3])
 	check("all acked", endOf(500), 501)
 }
 
@@ -118,7 +118,7 @@ func TestRestartFromCheckpoint(t *testing.T) {
 	r1 := start(t, cfg, c1, st, func(o *Options) { o.BatchUnits = 100 })
 	bs := c1.heldBatches(t, 10)
 	for _, b := range bs[:3] {
-		b.Acker.Ack(b.Seq)
+		ackBoth(b)
 	}
 	r1.stop()
 	if err := r1.src.Commit(context.Background()); err != nil {
@@ -306,7 +306,7 @@ func TestArchiveResumed(t *testing.T) {
 	r1 := start(t, cfg, c1, st, func(o *Options) { o.BatchUnits = 100 })
 	bs := c1.heldBatches(t, 4)
 	for _, b := range bs[:4] {
-		b.Acker.Ack(b.Seq)
+		ackBoth(b)
 	}
 	r1.stop()
 	if err := r1.src.Commit(context.Background()); err != nil {
@@ -367,4 +367,67 @@ func normal(p positions) positions {
 		n.Released = append(n.Released, e)
 	}
 	return n
+}
+
+// TestRestartRebuildsOpenWindows: batches acked (durable in the sinks and
+// the DLQ) but not window-acked (their window rows not yet durable) when
+// the process stops are read again at the restart as WindowsOnly batches,
+// ending exactly at the delivered position; what follows is delivered as
+// usual. The checkpoint on disk holds both positions.
+func TestRestartRebuildsOpenWindows(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	all := lines("win", 0, 1000)
+	appendFile(t, path, joinLines(all))
+	endOf := func(n int) int64 { return int64(len(joinLines(all[:n]))) }
+	st := openState(t)
+	cfg := testCfg(filepath.Join(dir, "*.log"))
+
+	c1 := newCollector(t)
+	c1.hold = true
+	r1 := start(t, cfg, c1, st, func(o *Options) { o.BatchUnits = 100 })
+	bs := c1.heldBatches(t, 10)
+	for i, b := range bs[:6] {
+		b.Acker.Ack(b.Seq)
+		if i < 2 {
+			b.Acker.(pipeline.WindowAcker).WindowAck(b.Seq)
+		}
+	}
+	r1.stop()
+	if err := r1.src.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := onDisk(t, st)
+	if len(p.Files) != 1 || p.Files[0].Offset != endOf(600) || p.Files[0].Line != 601 ||
+		p.Files[0].Windowed == nil || p.Files[0].Windowed.Offset != endOf(200) || p.Files[0].Windowed.Line != 201 {
+		t.Fatalf("checkpoint %+v (windowed %+v), want offset %d, windowed %d", p.Files, p.Files[0].Windowed, endOf(600), endOf(200))
+	}
+
+	c2 := newCollector(t)
+	r2 := start(t, cfg, c2, st, func(o *Options) { o.BatchUnits = 150 }) // batches no longer line up with the old ones
+	c2.waitLines(t, all[200:])
+	settle(r2)
+	c2.exactlyOnce(t, all[200:])
+	c2.mu.Lock()
+	defer c2.mu.Unlock()
+	for i, l := range all[200:] {
+		if got, want := c2.windowsOnly[l], b2i(i < 400); got != want {
+			t.Fatalf("line %d: in a windows-only batch %d times, want %d", 200+i, got, want)
+		}
+	}
+	// Once everything is acked both ways, the checkpoint has one position.
+	if err := r2.src.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := onDisk(t, st); len(p.Files) != 1 || p.Files[0].Offset != endOf(1000) || p.Files[0].Windowed != nil {
+		t.Fatalf("after the restart: %+v", p.Files)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -48,10 +48,13 @@ type collector struct {
 	hold    bool
 	held    []*pipeline.Batch
 	bad     []string
+	// windowsOnly counts, per unit content, how often it came in a
+	// WindowsOnly batch (seen counts those too).
+	windowsOnly map[string]int
 }
 
 func newCollector(t *testing.T) *collector {
-	return &collector{t: t, seen: map[string]int{}, seq: map[int]uint64{}, done: map[int]int64{}, idle: map[int]int{}, batches: map[int]int64{}}
+	return &collector{t: t, seen: map[string]int{}, seq: map[int]uint64{}, done: map[int]int64{}, idle: map[int]int{}, batches: map[int]int64{}, windowsOnly: map[string]int{}}
 }
 
 func (c *collector) events() pipeline.SourceEvents {
@@ -94,12 +97,15 @@ func (c *collector) take(b *pipeline.Batch) {
 		s := string(b.UnitBytes(i))
 		c.seen[s]++
 		c.order = append(c.order, s)
+		if b.WindowsOnly {
+			c.windowsOnly[s]++
+		}
 	}
 	if c.hold {
 		c.held = append(c.held, b)
 		return
 	}
-	b.Acker.Ack(b.Seq)
+	ackBoth(b)
 	pipeline.PutBatch(b)
 }
 
@@ -285,4 +291,13 @@ func mkdir(t *testing.T, parts ...string) string {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// ackBoth acks b as the runner does when no window stage holds it: Ack,
+// then WindowAck.
+func ackBoth(b *pipeline.Batch) {
+	b.Acker.Ack(b.Seq)
+	if w, ok := b.Acker.(pipeline.WindowAcker); ok {
+		w.WindowAck(b.Seq)
+	}
 }

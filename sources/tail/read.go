@@ -92,8 +92,16 @@ func (s *Source) serve(f *tfile) {
 				more = true
 			}
 		}
+		if b != nil && b.WindowsOnly && u.Offset >= f.rewindTo {
+			// The windows-only part ends exactly at the delivered position.
+			if !s.send(f, b, last) {
+				return
+			}
+			b = nil
+		}
 		if b == nil {
 			b = s.newBatch(f)
+			s.markRewind(f, b, u.Offset)
 		}
 		b.AddUnit(u.Data, u.Offset, u.Line, u.Size, u.Flags)
 		last.Off, last.Line = l.Pos()
@@ -142,8 +150,15 @@ func (s *Source) serve(f *tfile) {
 				}
 				b = nil
 			}
+			if b != nil && b.WindowsOnly && u.Offset >= f.rewindTo {
+				if !s.send(f, b, last) {
+					return
+				}
+				b = nil
+			}
 			if b == nil {
 				b = s.newBatch(f)
+				s.markRewind(f, b, u.Offset)
 			}
 			b.AddUnit(u.Data, u.Offset, u.Line, u.Size, u.Flags)
 		}
@@ -155,6 +170,28 @@ func (s *Source) serve(f *tfile) {
 	}
 	f.lastRead = s.tick()
 }
+
+// markRewind makes b, whose first unit starts at off, a windows-only
+// batch while f is read again below its delivered position after a
+// restart: its records go to the windows (rebuilding the windows that were
+// open at the crash) but not to the sinks or the DLQ, which have them.
+func (s *Source) markRewind(f *tfile, b *pipeline.Batch, off int64) {
+	if f.rewindTo == 0 {
+		return
+	}
+	if off < f.rewindTo {
+		b.WindowsOnly = true
+		return
+	}
+	f.rewindTo = 0
+}
+
+// fileAcker is a followed file's Acker: Ack moves its delivered position,
+// WindowAck its windowed one.
+type fileAcker struct{ d, w *pipeline.AckTracker[pos] }
+
+func (a *fileAcker) Ack(seq uint64)       { a.d.Ack(seq) }
+func (a *fileAcker) WindowAck(seq uint64) { a.w.Ack(seq) }
 
 func (s *Source) tick() uint64 {
 	s.readTick++
@@ -182,8 +219,9 @@ func (s *Source) send(f *tfile, b *pipeline.Batch, p pos) bool {
 		f.origin.Format = ft // before its first batch goes: no one else sees it yet
 	}
 	f.seq++
-	b.Seq, b.Acker = f.seq, f.tracker
+	b.Seq, b.Acker = f.seq, &f.acker
 	f.tracker.Issue(f.seq, p)
+	f.wtracker.Issue(f.seq, p)
 	select {
 	case s.out <- b:
 		f.batches++
@@ -205,9 +243,10 @@ func (s *Source) serveArchive(f *tfile) {
 	_, skip := f.tracker.Acked()
 	onSend := func(b *pipeline.Batch) {
 		f.seq = b.Seq
-		b.Acker = f.tracker
+		b.Acker = &f.acker
 		p := pos{Off: b.Units[len(b.Units)-1].Offset + 1}
 		f.tracker.Issue(b.Seq, p)
+		f.wtracker.Issue(b.Seq, p)
 		f.batches++
 		f.sent = p
 	}

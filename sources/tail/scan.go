@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -68,7 +69,11 @@ type tfile struct {
 	fp       [fpSize]byte
 	fpLen    int // bytes fingerprinted; 0 until identified
 	path     string
-	tracker  *pipeline.AckTracker[pos]
+	tracker  *pipeline.AckTracker[pos] // delivered: acked after the barrier
+	wtracker *pipeline.AckTracker[pos] // windowed: acked once the window rows are durable
+	acker    fileAcker
+	floor    pos   // delivered position at the start: the windows-only batches end before it
+	rewindTo int64 // read only for the windows up to this offset (0: none)
 	archive  bool
 	done     bool // archive: read whole (or skipped)
 	released bool
@@ -263,14 +268,25 @@ func (s *Source) identify(f *tfile, now time.Time) {
 		return
 	}
 	sum := sha256.Sum256(head)
-	start, done := s.startOf(f, head, archive)
+	start, wstart, done := s.startOf(f, head, archive)
 	s.mu.Lock()
 	copy(f.fp[:], sum[:fpSize])
 	f.fpLen = n
 	f.archive, f.done = archive, done
-	f.tracker = pipeline.NewAckTracker(start)
+	f.tracker = pipeline.NewAckTracker(wstart)
+	f.wtracker = pipeline.NewAckTracker(wstart)
+	f.acker = fileAcker{f.tracker, f.wtracker}
+	f.floor = start
 	s.mu.Unlock()
+	if wstart.Off < start.Off {
+		f.rewindTo = start.Off
+		s.log.Info("resuming before the delivered position to rebuild open windows: those records go to the windows only",
+			"path", f.path, "from", wstart.Off, "delivered", start.Off)
+	}
+	start = wstart
 	f.origin = s.newOrigin(f.path)
+	// The DLQ's dedupe knows the file by this across renames and restarts.
+	f.origin.Key = fmt.Sprintf("file:%d:%d:%x", f.key.dev, f.key.ino, f.fp)
 	f.sent = start
 	if archive {
 		f.state = stateArchive
@@ -305,25 +321,34 @@ func (s *Source) newOrigin(path string) *pipeline.Origin {
 // startOf decides where f starts: at its checkpoint position (or that of a
 // released instance of it), else by start_at and read_existing. done is
 // true for an archive to leave alone.
-func (s *Source) startOf(f *tfile, head []byte, archive bool) (start pos, done bool) {
+//
+// wstart is where reading starts: start (the delivered position), or
+// before it where the checkpoint's windowed position is behind (records
+// between the two are read again for the windows only).
+func (s *Source) startOf(f *tfile, head []byte, archive bool) (start, wstart pos, done bool) {
 	if e := s.match(f, head); e != nil {
 		switch {
 		case e.Archive:
-			return pos{Off: e.Offset}, e.Done
+			return pos{Off: e.Offset}, pos{Off: e.Offset}, e.Done
 		case e.Offset > f.size:
 			s.log.Warn("file shorter than its checkpoint: truncated since, read from its start", "path", f.path, "checkpoint", e.Offset, "size", f.size)
-			return pos{Line: 1}, false
+			return pos{Line: 1}, pos{Line: 1}, false
 		}
-		return pos{Off: e.Offset, Line: e.Line}, false
+		start = pos{Off: e.Offset, Line: e.Line}
+		if w := e.Windowed; w != nil && w.Offset < e.Offset {
+			return start, pos{Off: w.Offset, Line: w.Line}, false
+		}
+		return start, start, false
 	}
 	existing := f.first && (!s.readExisting || s.cfg.StartAt == "end")
 	switch {
 	case archive:
-		return pos{}, existing
+		return pos{}, pos{}, existing
 	case existing:
-		return s.endOf(f), false
+		e := s.endOf(f)
+		return e, e, false
 	}
-	return pos{Line: 1}, false
+	return pos{Line: 1}, pos{Line: 1}, false
 }
 
 // endOf returns the position past f's last complete line, and its line
