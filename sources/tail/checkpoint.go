@@ -40,13 +40,13 @@ type position struct {
 	// Offset and Line: where reading resumes. For an archive, Offset is
 	// in the decompressed stream, units starting before it were
 	// delivered, and Line is 0; Done says it was read whole.
-	Offset   int64     `json:"offset"`
-	Line     int64     `json:"line"`
+	Offset int64 `json:"offset"`
+	Line   int64 `json:"line"`
 	// Windowed, when set, is where reading resumes after a crash: before
 	// it every record read is in a durable window row; from it to Offset
 	// records are read again only for the windows (WindowsOnly batches),
 	// their sinks and DLQ having them. Absent: the same as Offset.
-	Windowed *wpos `json:"windowed,omitempty"`
+	Windowed *wpos     `json:"windowed,omitempty"`
 	Archive  bool      `json:"archive,omitempty"`
 	Done     bool      `json:"done,omitempty"`
 	Released time.Time `json:"released,omitzero"`
