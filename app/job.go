@@ -81,6 +81,11 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 		j.closeDedupe = func() error { return nil }
 		return nil, err
 	}
+	if dd != nil {
+		if err := markRecovered(ctx, j.sinks, log); err != nil {
+			return nil, err
+		}
+	}
 	if j.backend, err = OpenDLQ(cfg, log); err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func openSource(ctx context.Context, cfg *config.Config, i int, sc config.Source
 			BatchBytes:   int(cfg.Pipeline.BatchBytes),
 			MaxLineBytes: int(cfg.Input.MaxLineBytes),
 			KeepBytes:    keepBytes(cfg),
-			Logger:       log.With("source", sc.Name),
+			Logger:       log,
 		})
 	}
 	return nil, fmt.Errorf("unknown source type %q", sc.Type)

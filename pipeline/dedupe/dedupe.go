@@ -36,14 +36,23 @@ type Store interface {
 func Key(dst []byte, b *pipeline.Batch, i int) []byte {
 	r := &b.Records[i]
 	if len(r.TraceID) > 0 && len(r.SpanID) > 0 {
-		dst = append(dst, "t:"...)
-		dst = append(dst, r.TraceID...)
-		dst = append(dst, ':')
-		return append(dst, r.SpanID...)
+		return idKey(dst, r.TraceID, r.SpanID)
 	}
 	sum := sha256.Sum256(b.Payload(i))
 	dst = append(dst, "p:"...)
 	return append(dst, sum[:]...)
+}
+
+// IDKey appends the key Key gives a record with these trace and span ids
+// (both non-empty) to dst: for marking records known to be delivered from
+// outside a batch (the file sink's recovered files).
+func IDKey(dst []byte, traceID, spanID string) []byte { return idKey(dst, traceID, spanID) }
+
+func idKey[T ~string | ~[]byte](dst []byte, traceID, spanID T) []byte {
+	dst = append(dst, "t:"...)
+	dst = append(dst, traceID...)
+	dst = append(dst, ':')
+	return append(dst, spanID...)
 }
 
 // Memory is a bounded embedded store: at most MaxKeys keys, each kept for
