@@ -62,6 +62,15 @@ dedupe:
 // entry for its bad lines; the report counts them as already in the DLQ
 // and still reconciles; the DLQ on disk holds one entry per bad line.
 func TestDedupeKeepsTheDLQToOneEntryPerBadLine(t *testing.T) {
+	for _, lostMarks := range []bool{false, true} {
+		t.Run(fmt.Sprint("lost_marks=", lostMarks), func(t *testing.T) { testDedupeDLQ(t, lostMarks) })
+	}
+}
+
+// testDedupeDLQ: with lostMarks, the marks file is removed between the
+// runs, as if the first process died after writing its entries and
+// before marking them: the second finds them in the DLQ's newest segments.
+func testDedupeDLQ(t *testing.T, lostMarks bool) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.jsonl")
 	good := "{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\",\"service.name\":\"a\",\"name\":\"x\",\"time\":\"2026-01-01T00:00:00Z\"}\n"
@@ -80,6 +89,11 @@ dedupe: {enabled: true, path: %[1]s/dedupe/keys}
 		t.Fatal(err)
 	}
 	for run := 1; run <= 2; run++ {
+		if run == 2 && lostMarks {
+			if err := os.Remove(filepath.Join(dir, "dedupe", "keys")); err != nil {
+				t.Fatal(err)
+			}
+		}
 		rep, err := Run(context.Background(), cfg, Options{Paths: []string{in}, Logger: quietLogger()})
 		if err != nil || !rep.Reconciled {
 			t.Fatalf("run %d: %v %+v", run, err, rep)

@@ -118,7 +118,13 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 	// after a restart is not dead-lettered twice.
 	var dead pipeline.DeadLetters = j.dlq
 	if dd != nil {
-		dead = dedupe.WrapDLQ(j.dlq, dd)
+		d := dedupe.WrapDLQ(j.dlq, dd)
+		if cfg.DLQ.File != nil && cfg.DLQ.Type == "file" {
+			if err := markDLQRecovered(ctx, d, cfg.DLQ.File.Dir); err != nil {
+				return nil, err
+			}
+		}
+		dead = d
 	}
 	j.runner = pipeline.NewRunner(pipeline.RunnerOptions{
 		Workers:    cfg.Pipeline.Workers,

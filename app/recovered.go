@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dedupe"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
 	"github.com/tracepipe/tracepipe/sinks"
 )
 
@@ -79,4 +82,37 @@ func markFile(ctx context.Context, d *dedupe.Sink, path string) (int, error) {
 		return n, err
 	}
 	return n, flush()
+}
+
+// markDLQRecovered marks, in the DLQ's dedupe, the entries of the newest
+// segments of the file DLQ in dir: a process that died may have written
+// them after its last sync, before marking them. Entries of a DLQ replay
+// (source kind "dlq") are never deduplicated and are left out.
+func markDLQRecovered(ctx context.Context, d *dedupe.DeadLetters, dir string) error {
+	seen := map[string]int{} // input and offset -> entries so far: the ordinal
+	var keys [][]byte
+	err := dlq.ScanNewest(dir, 2, func(e *dlq.Entry) error {
+		s := &e.Source
+		switch {
+		case s.Kind == "dlq" || s.Kind == "window_row":
+		case e.Error.Class == string(pipeline.ClassFile):
+			keys = append(keys, dedupe.DLQSourceKey(pipeline.SourceFailure{Kind: s.Kind, Path: s.Path, Code: e.Error.Code}))
+		default:
+			input := s.Key
+			if input == "" {
+				input = s.Path
+			}
+			at := input + "\x00" + strconv.FormatInt(s.Offset, 10)
+			keys = append(keys, dedupe.DLQKey(input, s.Offset, seen[at]))
+			seen[at]++
+		}
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dedupe: read the newest DLQ segments: %w", err)
+	}
+	return d.MarkStored(ctx, keys)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ func writtenSpans(t *testing.T, dir string) map[string]int {
 }
 
 // waitSpans waits until every id in want is in the sink's output.
-func waitSpans(t *testing.T, dir string, want []string, p *exec.Cmd, stderr *bytes.Buffer) {
+func waitSpans(t *testing.T, dir string, want []string, p *exec.Cmd, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -128,16 +129,35 @@ func waitSpans(t *testing.T, dir string, want []string, p *exec.Cmd, stderr *byt
 	}
 }
 
+// syncBuffer is a bytes.Buffer a test may read while a child process's
+// output is copied into it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type runProc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	stdout *bytes.Buffer
+	stderr *syncBuffer
+	stdout *syncBuffer
 	done   chan error
 }
 
 func startRun(t *testing.T, bin, cfg string) *runProc {
 	t.Helper()
-	p := &runProc{cmd: exec.Command(bin, "run", "-c", cfg), stderr: &bytes.Buffer{}, stdout: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &runProc{cmd: exec.Command(bin, "run", "-c", cfg), stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -56,13 +56,40 @@ func recordKey(b *pipeline.Batch, i int) []byte {
 	if id == "" {
 		id = o.Path
 	}
-	k := make([]byte, 0, 8+len(id)+24)
+	return DLQKey(id, b.Units[r.Unit].Offset, ordinal)
+}
+
+// DLQKey is the key of the entry for the ordinal-th failed record of the
+// unit at offset in the input known as input (its origin key, else its
+// path).
+func DLQKey(input string, offset int64, ordinal int) []byte {
+	k := make([]byte, 0, 8+len(input)+24)
 	k = append(k, "dlq\x00"...)
-	k = append(k, id...)
+	k = append(k, input...)
 	k = append(k, 0)
-	k = strconv.AppendInt(k, b.Units[r.Unit].Offset, 10)
+	k = strconv.AppendInt(k, offset, 10)
 	k = append(k, ':')
 	return strconv.AppendInt(k, int64(ordinal), 10)
+}
+
+// DLQSourceKey is the key of the entry for an input that failed as a
+// whole.
+func DLQSourceKey(f pipeline.SourceFailure) []byte {
+	return []byte("dlqsrc\x00" + f.Kind + "\x00" + f.Path + "\x00" + f.Code)
+}
+
+// MarkStored marks keys of entries the DLQ holds already, found outside
+// Put: what a process that died had written but not marked (it marks
+// after a sync). Read again after the restart, their lines are then not
+// dead-lettered twice.
+func (d *DeadLetters) MarkStored(ctx context.Context, keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := d.store.Mark(ctx, keys); err != nil {
+		return fmt.Errorf("dedupe: dlq marks: %w", err)
+	}
+	return nil
 }
 
 // PutRecord implements pipeline.DeadLetters.
@@ -77,8 +104,7 @@ func (d *DeadLetters) PutRecord(ctx context.Context, b *pipeline.Batch, i int, l
 // PutSource implements pipeline.DeadLetters: a file that fails the same
 // way at every start is one entry.
 func (d *DeadLetters) PutSource(ctx context.Context, f pipeline.SourceFailure) error {
-	k := []byte("dlqsrc\x00" + f.Kind + "\x00" + f.Path + "\x00" + f.Code)
-	return d.put(ctx, k, func() error { return d.inner.PutSource(ctx, f) })
+	return d.put(ctx, DLQSourceKey(f), func() error { return d.inner.PutSource(ctx, f) })
 }
 
 func (d *DeadLetters) put(ctx context.Context, k []byte, put func() error) error {

@@ -41,6 +41,9 @@ func appendEntry(dst []byte, e *Entry) (_ []byte, ok bool) {
 	if s.Path != "" {
 		dst = appendKeyString(dst, `,"path":`, s.Path)
 	}
+	if s.Key != "" {
+		dst = appendKeyString(dst, `,"key":`, s.Key)
+	}
 	if s.Format != "" {
 		dst = appendKeyString(dst, `,"format":`, s.Format)
 	}

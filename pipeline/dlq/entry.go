@@ -81,8 +81,12 @@ func (e *Entry) LackingSinks() []string {
 
 // Source says where the payload was read from.
 type Source struct {
-	Kind   string `json:"kind"`             // file, kafka, redis
-	Path   string `json:"path,omitempty"`   // file path
+	Kind string `json:"kind"`           // file, kafka, redis
+	Path string `json:"path,omitempty"` // file path
+	// Key identifies the input across renames and restarts where the path
+	// does not (a followed file: device, inode and fingerprint); the DLQ's
+	// dedupe keys entries by it.
+	Key    string `json:"key,omitempty"`
 	Format string `json:"format,omitempty"` // jsonl, otlp, zipkin
 	// Offset is the byte offset of the payload in the decompressed input
 	// (for a "file" entry: how far reading got).

@@ -125,6 +125,7 @@ var Fields = []Field{
 	boolField("redacted", "redacted", false, func(e *Entry) *bool { return &e.Redacted }),
 	strField("source.kind", "source_kind", true, func(e *Entry) *string { return &e.Source.Kind }),
 	strField("source.path", "source_path", false, func(e *Entry) *string { return &e.Source.Path }),
+	strField("source.key", "source_key", false, func(e *Entry) *string { return &e.Source.Key }),
 	strField("source.format", "source_format", false, func(e *Entry) *string { return &e.Source.Format }),
 	int64Field("source.offset", "source_offset", true, func(e *Entry) *int64 { return &e.Source.Offset }),
 	int64Field("source.line", "source_line", false, func(e *Entry) *int64 { return &e.Source.Line }),

@@ -57,7 +57,7 @@ func (r *Recorder) PutRecord(ctx context.Context, b *pipeline.Batch, i int, lack
 	f := rec.Failure
 	src := Source{Kind: "file", Offset: u.Offset, Line: u.Line}
 	if b.Origin != nil {
-		src.Kind, src.Path, src.Format = b.Origin.Kind, b.Origin.Path, b.Origin.Format.String()
+		src.Kind, src.Path, src.Key, src.Format = b.Origin.Kind, b.Origin.Path, b.Origin.Key, b.Origin.Format.String()
 		if f.Component == "" && f.Stage == "parse" {
 			f.Component = b.Origin.Format.String()
 		}

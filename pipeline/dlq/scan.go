@@ -74,6 +74,26 @@ func Scan(dir string, fn func(e *Entry, pos Position) error, onCorrupt func(Corr
 	return nil
 }
 
+// ScanNewest calls fn with every entry of the newest n segments of the
+// file DLQ in dir, oldest first, deleted (tombstoned) ones included: what
+// a process that died may have written since its last sync. Corrupt lines
+// (a torn tail) are skipped.
+func ScanNewest(dir string, n int, fn func(e *Entry) error) error {
+	names, err := segmentNames(dir)
+	if err != nil {
+		return err
+	}
+	names = names[max(0, len(names)-n):]
+	r := bufio.NewReaderSize(nil, 64<<10)
+	var line []byte
+	for _, name := range names {
+		if err := scanSegment(filepath.Join(dir, name), r, &line, func(e *Entry, _ Position) error { return fn(e) }, func(Corruption) {}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // scanSegment reads one segment with r, reusing *line as the line buffer.
 func scanSegment(path string, r *bufio.Reader, line *[]byte, fn func(*Entry, Position) error, onCorrupt func(Corruption)) error {
 	fh, err := os.Open(path)

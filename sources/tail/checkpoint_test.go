@@ -5,9 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -405,7 +408,7 @@ func TestRestartRebuildsOpenWindows(t *testing.T) {
 	}
 
 	c2 := newCollector(t)
-	r2 := start(t, cfg, c2, st, func(o *Options) { o.BatchUnits = 150 }) // batches no longer line up with the old ones
+	r2 := start(t, cfg, c2, st, func(o *Options) { o.BatchUnits = 15 }) // batches no longer line up with the old ones, and the rewind takes several turns
 	c2.waitLines(t, all[200:])
 	settle(r2)
 	c2.exactlyOnce(t, all[200:])
@@ -430,4 +433,78 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestRewindToTheEnd: everything was delivered but nothing window-acked
+// (the windows were all still open): the restart reads the whole file for
+// the windows only, says when it is through, and delivers what comes next.
+func TestRewindToTheEnd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	all := lines("end", 0, 1000)
+	appendFile(t, path, joinLines(all))
+	st := openState(t)
+	cfg := testCfg(filepath.Join(dir, "*.log"))
+	c1 := newCollector(t)
+	c1.hold = true
+	r1 := start(t, cfg, c1, st, func(o *Options) { o.BatchUnits = 100 })
+	for _, b := range c1.heldBatches(t, 10) {
+		b.Acker.Ack(b.Seq)
+	}
+	r1.stop()
+	if err := r1.src.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncLog
+	c2 := newCollector(t)
+	r2 := start(t, cfg, c2, st, func(o *Options) {
+		o.BatchUnits = 7
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	c2.waitLines(t, all)
+	// Through before anything new comes: the last windows-only batch
+	// ends at the delivered position.
+	for i := 0; !strings.Contains(logs.String(), "read again up to the delivered position"); i++ {
+		if i > 3000 {
+			t.Fatalf("no 'read again' log once the file was read again:\n%s", logs.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	more := lines("end", 1000, 10)
+	appendFile(t, path, joinLines(more))
+	c2.waitLines(t, more)
+	settle(r2)
+	c2.mu.Lock()
+	for _, l := range all {
+		if c2.windowsOnly[l] != 1 {
+			t.Errorf("%q: windows-only %d times", l, c2.windowsOnly[l])
+		}
+	}
+	for _, l := range more {
+		if c2.windowsOnly[l] != 0 {
+			t.Errorf("%q, appended after the restart, came windows-only", l)
+		}
+	}
+	c2.mu.Unlock()
+	if n := strings.Count(logs.String(), "read again up to the delivered position"); n != 1 {
+		t.Fatalf("%d 'read again' logs, want 1:\n%s", n, logs.String())
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -183,7 +183,14 @@ func (s *Source) markRewind(f *tfile, b *pipeline.Batch, off int64) {
 		b.WindowsOnly = true
 		return
 	}
+	s.rewound(f, off) // the region ended between units (a blank line)
+}
+
+// rewound notes that f was read again for the windows up to its delivered
+// position: from off on its units are delivered as usual.
+func (s *Source) rewound(f *tfile, off int64) {
 	f.rewindTo = 0
+	s.log.Info("read again up to the delivered position for the windows; delivering from here", "path", f.path, "offset", off)
 }
 
 // fileAcker is a followed file's Acker: Ack moves its delivered position,
@@ -222,11 +229,15 @@ func (s *Source) send(f *tfile, b *pipeline.Batch, p pos) bool {
 	b.Seq, b.Acker = f.seq, &f.acker
 	f.tracker.Issue(f.seq, p)
 	f.wtracker.Issue(f.seq, p)
+	windowsOnly := b.WindowsOnly // b is the runner's once sent
 	select {
 	case s.out <- b:
 		f.batches++
 		f.sent = p
 		f.idleSent = false
+		if windowsOnly && p.Off >= f.rewindTo {
+			s.rewound(f, p.Off)
+		}
 		return true
 	case <-s.ctx.Done():
 		pipeline.PutBatch(b)

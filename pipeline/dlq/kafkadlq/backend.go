@@ -12,7 +12,7 @@
 //
 //	dlq.v  dlq.id  dlq.time
 //	dlq.payload_size  dlq.payload_sha256  dlq.truncated  dlq.redacted
-//	dlq.source.kind  dlq.source.path  dlq.source.format  dlq.source.offset
+//	dlq.source.kind  dlq.source.path  dlq.source.key  dlq.source.format  dlq.source.offset
 //	dlq.source.line  dlq.source.topic  dlq.source.partition
 //	dlq.source.kafka_offset  dlq.source.stream  dlq.source.stream_id
 //	dlq.stage  dlq.component  dlq.sinks  dlq.host  dlq.pipeline_version

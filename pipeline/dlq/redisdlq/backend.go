@@ -8,7 +8,7 @@
 // One stream (dlq.redis.stream, default "tracepipe:dlq"); one stream entry
 // per DLQ entry, its fields the entry's fields flat: v, id, time, class,
 // code, message, stage, component, host, pipeline_version, source_kind,
-// source_path, source_format, source_offset, source_line, source_topic,
+// source_path, source_key, source_format, source_offset, source_line, source_topic,
 // source_partition, source_kafka_offset, source_stream, source_stream_id,
 // attempts, first_failure, last_failure, event_time, window_start,
 // window_end, trace_id, span_id, replay_count, replayed_from, payload,
