@@ -349,4 +349,3 @@ func committedPast(stateJSON []byte, off int64) bool {
 	}
 	return false
 }
-
