@@ -14,11 +14,14 @@ import (
 // Report is the outcome of a replay, printed as a summary and written as
 // JSON by --report. Keys are stable: scripts read them.
 type Report struct {
-	Files       int   `json:"files"`
-	FilesFailed int   `json:"files_failed"`
-	BytesIn     int64 `json:"bytes_in"`   // bytes parsed, after decompression
-	BytesRead   int64 `json:"bytes_read"` // bytes read from disk
-	Units       int64 `json:"units"`      // lines and documents read
+	// Job is "run" for `pipeline run` (its files are those followed at
+	// the end); empty for a replay.
+	Job         string `json:"job,omitempty"`
+	Files       int    `json:"files"`
+	FilesFailed int    `json:"files_failed"`
+	BytesIn     int64  `json:"bytes_in"`   // bytes parsed, after decompression
+	BytesRead   int64  `json:"bytes_read"` // bytes read from disk
+	Units       int64  `json:"units"`      // lines and documents read
 
 	RecordsIn       int64 `json:"records_in"`
 	RecordsOut      int64 `json:"records_out"`
@@ -96,8 +99,12 @@ func (rep *Report) WriteSummary(w io.Writer) {
 	if rep.FilesFailed > 0 {
 		failed = fmt.Sprintf(" (%d failed)", rep.FilesFailed)
 	}
-	fmt.Fprintf(&b, "replay: %d files%s, %s in %.2fs (%.1f MB/s), %d lines/documents\n",
-		rep.Files, failed, HumanBytes(rep.BytesIn), rep.Seconds, rep.MBPerSec, rep.Units)
+	job := rep.Job
+	if job == "" {
+		job = "replay"
+	}
+	fmt.Fprintf(&b, "%s: %d files%s, %s in %.2fs (%.1f MB/s), %d lines/documents\n",
+		job, rep.Files, failed, HumanBytes(rep.BytesIn), rep.Seconds, rep.MBPerSec, rep.Units)
 	mark := "reconciled"
 	if !rep.Reconciled {
 		mark = "NOT RECONCILED"

@@ -83,20 +83,19 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 	if err := j.commit(context.WithoutCancel(ctx), srcs); err != nil {
 		errs = append(errs, err)
 	}
-	rep := &Report{DLQFull: res.DLQFull}
-	var in, read int64
+	rep := &Report{Job: "run", DLQFull: res.DLQFull}
+	var read int64
 	for _, s := range srcs {
 		if c, ok := s.(interface{ BytesRead() int64 }); ok {
 			read += c.BytesRead()
 		}
-		if c, ok := s.(interface{ BytesDecoded() int64 }); ok {
-			in += c.BytesDecoded()
-		}
-		if c, ok := s.(interface{ Files() int }); ok {
-			rep.Files += c.Files()
+		if c, ok := s.(interface{ FilesFollowed() int64 }); ok {
+			rep.Files += int(c.FilesFollowed())
 		}
 	}
-	if err := j.report(rep, in, read, time.Since(start)); err != nil {
+	// A followed file is plain text: what was read is what was parsed
+	// (a rotated archive read whole counts its compressed bytes).
+	if err := j.report(rep, read, read, time.Since(start)); err != nil {
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)

@@ -221,7 +221,7 @@ func TestRunFollowsDrainsAndResumes(t *testing.T) {
 			t.Fatalf("span %s written %d times after the first run", id, seen[id])
 		}
 	}
-	if !strings.Contains(p.stdout.String(), "3000 in = 3000 out") {
+	if !strings.Contains(p.stdout.String(), "3000 in = 3000 out") || !strings.Contains(p.stdout.String(), "run: 2 files") {
 		t.Errorf("summary:\n%s", p.stdout)
 	}
 	ls := exec.Command(bin, "state", "ls", "-c", cfg)
