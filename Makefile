@@ -39,6 +39,10 @@ fuzz:
 	@for t in FuzzStrict FuzzJSONL FuzzJSONLSinglePass FuzzOTLP FuzzZipkin; do \
 		$(GO) test -run XXX -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./parsers/ || exit 1; done
 	$(GO) test -run XXX -fuzz="^FuzzSplit\$$" -fuzztime=$(FUZZTIME) ./sources/file/
+	$(GO) test -run XXX -fuzz="^FuzzLines\$$" -fuzztime=$(FUZZTIME) ./sources/file/
+	$(GO) test -run XXX -fuzz="^FuzzResync\$$" -fuzztime=$(FUZZTIME) ./sources/file/
+	$(GO) test -run XXX -fuzz="^FuzzDecodePositions\$$" -fuzztime=$(FUZZTIME) ./sources/tail/
+	$(GO) test -run XXX -fuzz="^FuzzAckTracker\$$" -fuzztime=$(FUZZTIME) ./pipeline/
 	$(GO) test -run XXX -fuzz="^FuzzScan\$$" -fuzztime=$(FUZZTIME) ./pipeline/dlq/
 	$(GO) test -run XXX -fuzz="^FuzzAppendEntry\$$" -fuzztime=$(FUZZTIME) ./pipeline/dlq/
 	$(GO) test -run XXX -fuzz="^FuzzDecode\$$" -fuzztime=$(FUZZTIME) ./config/

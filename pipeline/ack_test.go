@@ -194,3 +194,46 @@ func (r *refusing) Put(ctx context.Context, e *dlq.Entry) error {
 	}
 	return r.File.Put(ctx, e)
 }
+
+// FuzzAckTracker acks issued batches in the order the input gives (with
+// repeats and unknown seqs) and checks after every ack, against a plain
+// model, that the tracker's committable position is that of the highest
+// contiguous acked batch: never past a gap, never behind it.
+func FuzzAckTracker(f *testing.F) {
+	f.Add([]byte{3, 1, 2, 0})
+	f.Add([]byte{0, 0, 0, 200, 5, 4, 3, 2, 1})
+	f.Add([]byte{9, 7, 5, 3, 1, 8, 6, 4, 2, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		tr := pipeline.NewAckTracker[int64](-1)
+		var issued uint64
+		acked := map[uint64]bool{}
+		for i, op := range ops {
+			// Issue a batch every third op (position = 10 x seq), so
+			// acks interleave with issues as they do in a run.
+			if i%3 == 0 {
+				issued++
+				tr.Issue(issued, int64(10*issued))
+			}
+			seq := uint64(op) % (issued + 2) // sometimes 0 or past the last issued: ignored
+			tr.Ack(seq)
+			if seq >= 1 && seq <= issued {
+				acked[seq] = true
+			}
+			var want uint64
+			for acked[want+1] {
+				want++
+			}
+			gotSeq, gotPos := tr.Acked()
+			wantPos := int64(10 * want)
+			if want == 0 {
+				wantPos = -1
+			}
+			if gotSeq != want || gotPos != wantPos {
+				t.Fatalf("after op %d (ack %d): Acked() = %d, %d; want %d, %d", i, seq, gotSeq, gotPos, want, wantPos)
+			}
+			if n := tr.InFlight(); n != int(issued-want) {
+				t.Fatalf("InFlight %d, want %d", n, issued-want)
+			}
+		}
+	})
+}
