@@ -155,7 +155,7 @@ type runProc struct {
 	done   chan error
 }
 
-func startRun(t *testing.T, bin, cfg string) *runProc {
+func startRun(t testing.TB, bin, cfg string) *runProc {
 	t.Helper()
 	p := &runProc{cmd: exec.Command(bin, "run", "-c", cfg), stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
@@ -173,7 +173,7 @@ func startRun(t *testing.T, bin, cfg string) *runProc {
 }
 
 // stop sends sig and waits for the exit, returning its code.
-func (p *runProc) stop(t *testing.T, sig syscall.Signal) int {
+func (p *runProc) stop(t testing.TB, sig syscall.Signal) int {
 	t.Helper()
 	_ = p.cmd.Process.Signal(sig)
 	select {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `pipeline run` against `pipeline replay` on one corpus, in one script run:
+#  1. catching up: the time `pipeline run` takes to read the whole corpus
+#     (its checkpoint reaches the file's size) against a replay of the same
+#     file, alternating, discard sink;
+#  2. idle: CPU and RSS of `pipeline run` following 1,000 quiet files.
+# The latency of one appended line is BenchmarkRunLatency
+# (go test -run XXX -bench RunLatency ./cmd/pipeline/).
+# Usage: bench/run.sh BIN CORPUS [ROUNDS]   (make bench-run does the setup)
+set -euo pipefail
+bin=$(realpath "${1:?binary}"); corpus=$(realpath "${2:?corpus}"); rounds=${3:-3}
+cd "$(dirname "$0")/.."
+out=$(realpath -m bench/out/run)
+mkdir -p "$out"
+size=$(stat -c %s "$corpus")
+cat "$corpus" >/dev/null # warm the page cache
+echo "corpus: $corpus ($((size / 1024 / 1024)) MiB), $(nproc) cores"
+
+runcfg() { # state_dir checkpoint_every include...
+  local st=$1 every=$2; shift 2
+  printf 'sinks: [{name: discard, type: discard}]\ndlq: {file: {dir: %s/dlq}}\n' "$out"
+  printf 'run: {state_dir: %s, checkpoint_every: %s}\nsources:\n  - name: bench\n    type: file\n    file:\n      include: [' "$st" "$every"
+  local sep=""
+  for g in "$@"; do printf '%s"%s"' "$sep" "$g"; sep=", "; done
+  printf ']\n'
+}
+
+committed() { # config -> the highest offset committed
+  "$bin" state ls --json -c "$1" 2>/dev/null | sed -n 's/.*"offset": \([0-9]*\),*$/\1/p' | sort -n | tail -1
+}
+
+for i in $(seq "$rounds"); do
+  rm -rf "$out/dlq"; sync; sleep 2
+  "$bin" replay -c bench/discard.yaml --no-progress --report "$out/replay-$i.json" "$corpus" >/dev/null 2>&1
+  printf '%s replay %7.1f MB/s\n' "$i" "$(sed -n 's/.*"mb_per_s": \([0-9.]*\).*/\1/p' "$out/replay-$i.json")"
+
+  # Commits every 100ms (50 times the default rate): the measure needs
+  # the checkpoint to show the end soon, and the checkpoints' cost is
+  # then charged to run at 50 times what the default costs
+  # (BenchmarkCommit in sources/tail gives one commit's cost).
+  for every in 100ms; do
+    rm -rf "$out/state" "$out/dlq"; sync; sleep 2
+    runcfg "$out/state" "$every" "$corpus" >"$out/run.yaml"
+    start=$(date +%s.%N)
+    "$bin" run -c "$out/run.yaml" >/dev/null 2>"$out/run-$i.err" &
+    pid=$!
+    while [ "$(committed "$out/run.yaml")" != "$size" ]; do sleep 0.02; done
+    end=$(date +%s.%N)
+    kill -TERM $pid; wait $pid || true
+    printf '%s run (checkpoint_every %-5s) %7.1f MB/s (until the checkpoint covers the file)\n' "$i" "$every" \
+      "$(echo "$size / 1000000 / ($end - $start)" | bc -l)"
+  done
+done
+
+# Idle: 1,000 files, nothing appended.
+rm -rf "$out/idle" "$out/state" "$out/dlq"; mkdir -p "$out/idle"
+for n in $(seq 1000); do echo '{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","name":"x"}' >"$out/idle/f$n.jsonl"; done
+runcfg "$out/state" 5s "$out/idle/*.jsonl" >"$out/idle.yaml"
+"$bin" run -c "$out/idle.yaml" >/dev/null 2>"$out/idle.err" &
+pid=$!
+sleep 15 # read them all, settle
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
+t0=$(ticks); r0=$(rss); sleep 30; t1=$(ticks); r1=$(rss)
+hz=$(getconf CLK_TCK)
+kill -TERM $pid; wait $pid || true
+printf 'idle, 1000 files: %.2f%% of one CPU over 30 s; RSS %d -> %d KiB\n' \
+  "$(echo "($t1 - $t0) / $hz / 30 * 100" | bc -l)" "$r0" "$r1"
