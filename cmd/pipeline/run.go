@@ -26,6 +26,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "", "config file (default: the embedded config.yaml)")
 	report := fs.String("report", "", "write the report of this process's life as JSON to this file when it stops")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageError(stderr, err)
 	}
@@ -35,6 +36,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "pipeline: %v\n", err)
+			return exitUsage
+		}
+		defer stopProfile()
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
