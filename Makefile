@@ -9,7 +9,7 @@ BENCHTIME ?= 1s
 CORPUS    ?= bench/corpus/jsonl-1GiB.jsonl
 CORPUS_SIZE ?= 1GiB
 
-.PHONY: all build test test-short vet fuzz bench bench-e2e corpus replay clean
+.PHONY: all build test test-short vet fuzz bench bench-e2e bench-run corpus replay clean
 
 all: build
 
@@ -64,6 +64,10 @@ $(CORPUS):
 # End-to-end replay throughput and peak memory on the generated corpus.
 bench-e2e: build corpus
 	./bench/e2e.sh $(BIN) $(CORPUS)
+
+# pipeline run against replay on the corpus (catching up), and idle.
+bench-run: build corpus
+	./bench/run.sh $(BIN) $(CORPUS)
 
 # The main job on the embedded default config: testdata/logs in, out/ out.
 replay:
