@@ -51,32 +51,45 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		defer stopProfile()
 	}
 	rep, runErr := app.Run(ctx, cfg, opts)
-	if rep == nil {
-		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
-		if errors.Is(runErr, app.ErrNoInput) {
-			return exitUsage
-		}
-		return exitFailed
-	}
-	rep.WriteSummary(stdout)
-	if *report != "" {
-		if err := writeReport(*report, rep); err != nil {
-			fmt.Fprintf(stderr, "pipeline: %v\n", err)
-			return exitFailed
-		}
+	if code, done := finishJob(rep, runErr, app.ErrNoInput, *report, stdout, stderr); done {
+		return code
 	}
 	switch {
-	case runErr != nil:
-		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
-		return exitFailed
-	case rep.DLQFull:
-		return exitDLQFull
 	case rep.Interrupted:
 		return exitInterrupted
 	case *failOnDLQ && rep.DLQ["total"] > 0:
 		return exitDLQEntries
 	}
 	return exitOK
+}
+
+// finishJob prints a job's summary and writes its report, and returns the
+// exit code when the outcome decides it: no report (setup failed; usage
+// when the error is usageErr), a report that could not be written, the
+// job's error, a full DLQ. done is false when the caller decides.
+func finishJob(rep *app.Report, runErr, usageErr error, reportPath string, stdout, stderr io.Writer) (code int, done bool) {
+	if rep == nil {
+		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
+		if errors.Is(runErr, usageErr) {
+			return exitUsage, true
+		}
+		return exitFailed, true
+	}
+	rep.WriteSummary(stdout)
+	if reportPath != "" {
+		if err := writeReport(reportPath, rep); err != nil {
+			fmt.Fprintf(stderr, "pipeline: %v\n", err)
+			return exitFailed, true
+		}
+	}
+	switch {
+	case runErr != nil:
+		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
+		return exitFailed, true
+	case rep.DLQFull:
+		return exitDLQFull, true
+	}
+	return exitOK, false
 }
 
 func startCPUProfile(path string) (stop func(), err error) {

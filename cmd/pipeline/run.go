@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -80,26 +79,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}()
 
 	rep, runErr := app.RunJob(ctx, cfg, app.RunOptions{Logger: log, Version: buildVersion(), Reopen: reopen})
-	if rep == nil {
-		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
-		if errors.Is(runErr, app.ErrNoSources) {
-			return exitUsage
-		}
-		return exitFailed
-	}
-	rep.WriteSummary(stdout)
-	if *report != "" {
-		if err := writeReport(*report, rep); err != nil {
-			fmt.Fprintf(stderr, "pipeline: %v\n", err)
-			return exitFailed
-		}
-	}
-	switch {
-	case runErr != nil:
-		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
-		return exitFailed
-	case rep.DLQFull:
-		return exitDLQFull
-	}
-	return exitOK
+	// A signal is how run ends: not "interrupted".
+	code, _ := finishJob(rep, runErr, app.ErrNoSources, *report, stdout, stderr)
+	return code
 }
