@@ -306,3 +306,108 @@ func TestRunSIGHUPReopens(t *testing.T) {
 		}
 	}
 }
+
+// TestRunDrainBoundedByGrace: a sink that cannot take anything (a Kafka
+// broker that refuses connections) would keep the drain retrying for
+// retry.max_elapsed; run.shutdown_grace ends it: exit 1, saying so, and
+// the checkpoint holds nothing that was not acked (here: nothing).
+func TestRunDrainBoundedByGrace(t *testing.T) {
+	t.Parallel()
+	bin, err := buildPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	y := fmt.Sprintf(`pipeline: {flush_every: 20ms}
+sinks: [{name: k, type: kafka, kafka: {brokers: ["127.0.0.1:1"], topic: t, timeout: 1s}}]
+retry: {max_elapsed: 10m, max_attempts: 1000}
+dlq: {file: {dir: %q}}
+run: {state_dir: %q, checkpoint_every: 50ms, shutdown_grace: 1s}
+sources: [{name: logs, type: file, file: {include: [%q], poll_interval: 20ms}}]
+`, filepath.Join(dir, "dlq"), filepath.Join(dir, "state"), filepath.Join(dir, "logs", "*.jsonl"))
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := genLines(t, 200, 6, 0)
+	appendFile(t, filepath.Join(dir, "logs", "a.jsonl"), a)
+	p := startRun(t, bin, cfg)
+	waitRead(t, p, int64(len(a)))
+	if code := p.stop(t, syscall.SIGTERM); code != exitFailed || !strings.Contains(p.stderr.String(), "shutdown_grace") {
+		t.Fatalf("exit %d, want %d after the grace\n%s", code, exitFailed, p.stderr)
+	}
+	out, _ := exec.Command(bin, "state", "ls", "--json", "-c", cfg).Output()
+	if committedPast(out, 1) {
+		t.Fatalf("a position past what no sink took was committed:\n%s", out)
+	}
+}
+
+// TestRunSecondSignal: a second SIGTERM during a drain that waits on a
+// sink (Kafka refusing connections, grace far away) ends the process at
+// once; the checkpoint holds nothing that was not acked, so the next
+// start, with a sink that works, delivers every record.
+func TestRunSecondSignal(t *testing.T) {
+	t.Parallel()
+	bin, err := buildPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	head := `pipeline: {flush_every: 20ms}
+retry: {max_elapsed: 10m, max_attempts: 1000}
+`
+	tail := fmt.Sprintf(`dlq: {file: {dir: %q}}
+run: {state_dir: %q, checkpoint_every: 50ms, shutdown_grace: 10m}
+sources: [{name: logs, type: file, file: {include: [%q], poll_interval: 20ms}}]
+`, filepath.Join(dir, "dlq"), filepath.Join(dir, "state"), filepath.Join(dir, "logs", "*.jsonl"))
+	down := head + "sinks: [{name: k, type: kafka, kafka: {brokers: [\"127.0.0.1:1\"], topic: t, timeout: 1s}}]\n" + tail
+	if err := os.WriteFile(cfg, []byte(down), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, ids := genLines(t, 500, 7, 0)
+	appendFile(t, filepath.Join(dir, "logs", "a.jsonl"), a)
+	p := startRun(t, bin, cfg)
+	waitRead(t, p, int64(len(a)))
+	deadline := time.Now().Add(30 * time.Second)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	for !strings.Contains(p.stderr.String(), "a second signal exits at once") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first signal was not taken:\n%s", p.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.stop(t, syscall.SIGTERM)
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("not ended by the second signal: %v\n%s", p.cmd.ProcessState, p.stderr)
+	}
+
+	out := filepath.Join(dir, "records")
+	up := head + fmt.Sprintf("sinks: [{name: records, type: file, file: {dir: %q}}]\n", out) + tail
+	if err := os.WriteFile(cfg, []byte(up), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p2 := startRun(t, bin, cfg)
+	waitSpans(t, out, ids, p2.cmd, p2.stderr)
+	if code := p2.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p2.stderr)
+	}
+}
+
+// waitRead waits until process p has read at least n bytes (its rchar in
+// /proc: the source has read the input, whatever the sinks do with it).
+func waitRead(t *testing.T, p *runProc, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.cmd.Process.Pid))
+		var rchar int64
+		if _, err := fmt.Sscanf(string(data), "rchar: %d", &rchar); err == nil && rchar >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the input (%d bytes) was never read (rchar %d):\n%s", n, rchar, p.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
