@@ -329,7 +329,7 @@ sources: [{name: logs, type: file, file: {include: [%q], poll_interval: 20ms}}]
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := genLines(t, 200, 6, 0)
+	a, _ := genLines(t, 5000, 6, 0)
 	appendFile(t, filepath.Join(dir, "logs", "a.jsonl"), a)
 	p := startRun(t, bin, cfg)
 	waitRead(t, p, int64(len(a)))
@@ -365,7 +365,7 @@ sources: [{name: logs, type: file, file: {include: [%q], poll_interval: 20ms}}]
 	if err := os.WriteFile(cfg, []byte(down), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, ids := genLines(t, 500, 7, 0)
+	a, ids := genLines(t, 5000, 7, 0)
 	appendFile(t, filepath.Join(dir, "logs", "a.jsonl"), a)
 	p := startRun(t, bin, cfg)
 	waitRead(t, p, int64(len(a)))
