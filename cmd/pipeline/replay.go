@@ -42,14 +42,12 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if f, ok := stderr.(*os.File); ok && !*noProgress && term.IsTerminal(int(f.Fd())) {
 		opts.Progress = stderr
 	}
-	if *cpuProfile != "" {
-		stopProfile, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			fmt.Fprintf(stderr, "pipeline: %v\n", err)
-			return exitUsage
-		}
-		defer stopProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: %v\n", err)
+		return exitUsage
 	}
+	defer stopProfile()
 	rep, runErr := app.Run(ctx, cfg, opts)
 	if code, done := finishJob(rep, runErr, app.ErrNoInput, *report, stdout, stderr); done {
 		return code
@@ -92,7 +90,12 @@ func finishJob(rep *app.Report, runErr, usageErr error, reportPath string, stdou
 	return exitOK, false
 }
 
+// startCPUProfile profiles the process into path until stop; with no
+// path it does nothing.
 func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("cpuprofile: %w", err)
