@@ -163,6 +163,7 @@ func testKill9WhileFollowing(t *testing.T, dedupe bool, kills int) {
 		}
 	})
 
+	var commits []map[uint64]int64 // after each kill: inode -> delivered offset committed
 	for k := range kills {
 		p := startRun(t, bin, cfg)
 		time.Sleep(time.Duration(150+rng.IntN(550)) * time.Millisecond)
@@ -171,6 +172,7 @@ func testKill9WhileFollowing(t *testing.T, dedupe bool, kills int) {
 		}
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
+		commits = append(commits, committedOffsets(t, bin, cfg))
 		if os.Getenv("TRACEPIPE_DEBUG_KILLS") != "" {
 			st, _ := exec.Command(bin, "state", "ls", "--json", "-c", cfg).Output()
 			var compact bytes.Buffer
@@ -239,6 +241,29 @@ func testKill9WhileFollowing(t *testing.T, dedupe bool, kills int) {
 			t.Errorf("DLQ: %d entries, want each of the %d bad lines once", len(gotDLQ), len(wantDLQ))
 		}
 	} else {
+		// A record is delivered again only by the life after a kill whose
+		// checkpoint did not cover it: never more often than that.
+		firstIno, secondIno := inodeOf(t, filepath.Join(dir, "logs", "app-1.jsonl")), inodeOf(t, live)
+		half := int64(len(bytes.Join(lines[:len(lines)/2/100*100], nil)))
+		var off int64
+		for _, l := range lines {
+			if m := spanIDRe.FindSubmatch(l); m != nil && got[string(m[1])] > 1 {
+				ino, at := firstIno, off
+				if off >= half {
+					ino, at = secondIno, off-half
+				}
+				uncovered := 0
+				for _, c := range commits {
+					if c[ino] <= at {
+						uncovered++
+					}
+				}
+				if got[string(m[1])]-1 > uncovered {
+					t.Errorf("span %s (offset %d) written %d times, but only %d kills had not committed past it", m[1], at, got[string(m[1])], uncovered)
+				}
+			}
+			off += int64(len(l))
+		}
 		missing := 0
 		for _, p := range wantDLQ {
 			if _, ok := slices.BinarySearch(gotDLQ, p); !ok {
@@ -310,6 +335,38 @@ func waitRebuilt(t *testing.T, p *runProc, n int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// committedOffsets returns, per inode, the delivered offset the source's
+// checkpoint holds (0 for a file not in it).
+func committedOffsets(t *testing.T, bin, cfg string) map[uint64]int64 {
+	t.Helper()
+	out, _ := exec.Command(bin, "state", "ls", "--json", "-c", cfg).Output()
+	var cps []struct {
+		Positions struct {
+			Files []struct {
+				Ino    uint64 `json:"ino"`
+				Offset int64  `json:"offset"`
+			} `json:"files"`
+		} `json:"positions"`
+	}
+	_ = json.Unmarshal(out, &cps)
+	m := map[uint64]int64{}
+	for _, cp := range cps {
+		for _, f := range cp.Positions.Files {
+			m[f.Ino] = max(m[f.Ino], f.Offset)
+		}
+	}
+	return m
+}
+
+func inodeOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
 // waitCommitted waits until the source's checkpoint has a file whose
