@@ -73,15 +73,24 @@ func (s *FileStore) DeleteKeys(_ context.Context, ids []string) error {
 		return nil
 	}
 	var b strings.Builder
+	path := filepath.Join(s.dir, tombName)
+	st, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("dlq: %w", err)
+	}
+	// A process killed while appending leaves a torn last id with no
+	// newline: end it first (readers skip it as invalid), or the first
+	// id written now would join it and never count as deleted.
+	if statErr == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, rerr := f.ReadAt(last, st.Size()-1); rerr == nil && last[0] != '\n' {
+			b.WriteByte('\n')
+		}
+	}
 	for _, id := range ids {
 		b.WriteString(id)
 		b.WriteByte('\n')
-	}
-	path := filepath.Join(s.dir, tombName)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("dlq: %w", err)
 	}
 	_, err = f.WriteString(b.String())
 	if err == nil {
