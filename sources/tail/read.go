@@ -114,8 +114,8 @@ func (s *Source) serve(f *tfile) {
 				more = true
 			}
 		}
-		if more {
-			break
+		if more && b == nil {
+			break // the turn ends on a full batch, not a 1-unit one
 		}
 	}
 	if more {
