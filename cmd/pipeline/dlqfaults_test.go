@@ -274,7 +274,7 @@ func TestRemoteDLQIncludesItsFallback(t *testing.T) {
 	writeTIDLines(t, in, n)
 	base := fmt.Sprintf(`sinks: [{name: out, type: file, file: {dir: %[1]s/out}}]
 windows: {metrics: []}
-dlq: {type: redis, redis: {addr: %[2]q, stream: dlq, timeout: 300ms}, file: {dir: %[1]s/fallback}}
+dlq: {type: redis, redis: {addr: %[2]q, stream: dlq, timeout: 2s}, file: {dir: %[1]s/fallback}}
 `, dir, srv.Addr())
 	before, after := filepath.Join(dir, "before.yaml"), filepath.Join(dir, "after.yaml")
 	if err := os.WriteFile(before, []byte(base), 0o644); err != nil {
