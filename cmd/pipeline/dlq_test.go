@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,7 +23,7 @@ func dlqFixture(t *testing.T) string {
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	if code := run([]string{"replay", "-c", cfg, "--no-progress", "../../testdata/logs"}, &out, &errOut); code != exitOK {
 		t.Fatalf("replay: %d %s", code, errOut.String())
 	}
@@ -33,7 +32,7 @@ func dlqFixture(t *testing.T) string {
 
 func runOK(t *testing.T, args ...string) string {
 	t.Helper()
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	if code := run(args, &out, &errOut); code != exitOK {
 		t.Fatalf("%v: exit %d: %s", args, code, errOut.String())
 	}
@@ -78,7 +77,7 @@ func TestDLQCommands(t *testing.T) {
 	if !strings.Contains(show, first.ID) || !strings.Contains(show, "payload (") || !strings.Contains(show, `"stage": "parse"`) {
 		t.Fatalf("show: %s", show)
 	}
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	if code := run([]string{"dlq", "show", "-c", cfg, "01NOSUCHENTRY"}, &out, &errOut); code != exitUsage {
 		t.Fatalf("show unknown id: exit %d", code)
 	}
@@ -232,7 +231,7 @@ windows: {metrics: []}
 	}
 	client := srv.Client(t)
 	srv.Kill()
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	run([]string{"replay", "-c", cfg, "--no-progress", in}, &out, &errOut) // the stream sink cannot connect
 	var st dlqStatsDoc
 	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", cfg, "--json")), &st); err != nil || st.Total != 40 || st.ByClass["sink_exhausted"] != 40 {

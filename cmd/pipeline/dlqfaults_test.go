@@ -71,7 +71,7 @@ windows: {metrics: []}
 	ca, cb := a.Client(t), b.Client(t)
 	a.Kill()
 	b.Kill()
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	run([]string{"replay", "-c", cfg, "--no-progress", in}, &out, &errOut)
 	n := 0
 	if err := dlq.Scan(filepath.Join(dir, "dlq"), func(e *dlq.Entry, _ dlq.Position) error {
@@ -245,7 +245,7 @@ func TestDLQPurgeRefusesWhileAWriterRuns(t *testing.T) {
 	if err := w.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	code := run([]string{"dlq", "purge", "-c", cfg, "--all", "--yes"}, &out, &errOut)
 	if code == exitOK || !strings.Contains(errOut.String(), "in use") {
 		t.Fatalf("purge under a writer: exit %d: %s%s", code, out.String(), errOut.String())
@@ -284,7 +284,7 @@ dlq: {type: redis, redis: {addr: %[2]q, stream: dlq, timeout: 2s}, file: {dir: %
 		t.Fatal(err)
 	}
 	srv.Kill()
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	run([]string{"replay", "-c", before, "--no-progress", in}, &out, &errOut)
 	inFallback := 0
 	if err := dlq.Scan(filepath.Join(dir, "fallback"), func(*dlq.Entry, dlq.Position) error { inFallback++; return nil }, nil); err != nil || inFallback != n {

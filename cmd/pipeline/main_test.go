@@ -13,7 +13,10 @@ import (
 func runIn(t *testing.T, dir string, args ...string) (int, string, string) {
 	t.Helper()
 	t.Chdir(dir)
-	var out, errb bytes.Buffer
+	// go-redis logs from its own goroutines (dials) to the logger of the
+	// command that set it: the buffers must take concurrent writes, as
+	// os.Stderr does.
+	var out, errb syncBuffer
 	code := run(args, &out, &errb)
 	return code, out.String(), errb.String()
 }
@@ -144,7 +147,7 @@ windows:
 		t.Fatal(err)
 	}
 	t.Setenv("TP_TEST_SECRET", "hunter2-very-secret")
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	if code := run([]string{"validate", "-c", cfg}, &out, &errOut); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}

@@ -148,6 +148,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// Bytes returns a copy of what was written.
+func (s *syncBuffer) Bytes() []byte { return []byte(s.String()) }
+
 type runProc struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer

@@ -59,7 +59,7 @@ windows:
 // queryJSON runs `pipeline query --json` in process and returns its output.
 func queryJSON(t *testing.T, cfg string, args ...string) string {
 	t.Helper()
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	if code := run(append([]string{"query", "-c", cfg, "--json"}, args...), &out, &errOut); code != exitOK {
 		t.Fatalf("query %v: exit %d: %s", args, code, errOut.String())
 	}
@@ -203,7 +203,7 @@ windows:
 		t.Fatal(err)
 	}
 	replay := func() {
-		var out, errOut bytes.Buffer
+		var out, errOut syncBuffer
 		if code := run([]string{"replay", "-c", cfg, "--no-progress", in}, &out, &errOut); code != exitOK {
 			t.Fatalf("replay: exit %d: %s", code, errOut.String())
 		}
