@@ -66,7 +66,26 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 		j.mapping[i] = len(mappings)
 		mappings = append(mappings, o)
 	}
-	built, err := buildSinks(cfg, log)
+	// The dedupe store first: a file sink recovering what a dead process
+	// wrote marks those records before the file is renamed, so a process
+	// killed in between finds the .part again and marks them then.
+	dd, closeDD, err := openDedupe(cfg)
+	if err != nil {
+		return nil, err
+	}
+	j.closeDedupe = closeDD
+	var recovering func(sink, part string) error
+	if dd != nil {
+		recovering = func(sink, part string) error {
+			n, err := markFile(ctx, dd, sink, part)
+			if err != nil {
+				return fmt.Errorf("dedupe: mark the records of %s: %w", part, err)
+			}
+			log.Info("dedupe: marked the records of a file a dead process wrote, so they are not written again", "sink", sink, "file", part, "records", n)
+			return nil
+		}
+	}
+	built, err := buildSinks(cfg, log, recovering)
 	if err != nil {
 		return nil, err
 	}
@@ -76,16 +95,7 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 			j.fileSinks = append(j.fileSinks, f)
 		}
 	}
-	var dd dedupe.Store
-	if j.sinks, dd, j.closeDedupe, err = wrapDedupe(cfg, built); err != nil {
-		j.closeDedupe = func() error { return nil }
-		return nil, err
-	}
-	if dd != nil {
-		if err := markRecovered(ctx, j.sinks, log); err != nil {
-			return nil, err
-		}
-	}
+	j.sinks = wrapSinks(built, dd)
 	if j.backend, err = OpenDLQ(cfg, log); err != nil {
 		return nil, err
 	}

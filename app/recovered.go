@@ -6,48 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dedupe"
 	"github.com/tracepipe/tracepipe/pipeline/dlq"
-	"github.com/tracepipe/tracepipe/sinks"
 )
 
-// markRecovered marks, in each dedupe-wrapped file sink's store, the
-// records of the files the sink recovered from a dead process. Such a
-// process wrote them, but may have died before marking the last batch
-// (a sink marks after its write returns): its source, resuming from its
-// checkpoint, sends them again, and without the marks they would be
-// written twice. Records without both a trace id and a span id cannot be
-// marked this way (their key is their input's hash) and may repeat.
-func markRecovered(ctx context.Context, ss []pipeline.Sink, log *slog.Logger) error {
-	for _, s := range ss {
-		d, ok := s.(*dedupe.Sink)
-		if !ok {
-			continue
-		}
-		f, ok := d.Inner().(*sinks.File)
-		if !ok {
-			continue
-		}
-		for _, r := range f.Recovered() {
-			if r.Path == "" {
-				continue
-			}
-			n, err := markFile(ctx, d, r.Path)
-			if err != nil {
-				return fmt.Errorf("dedupe: mark the records of recovered file %s: %w", r.Path, err)
-			}
-			log.Info("dedupe: marked the records of a file a dead process wrote, so they are not written again", "sink", f.Name(), "file", r.Path, "records", n)
-		}
-	}
-	return nil
-}
-
-func markFile(ctx context.Context, d *dedupe.Sink, path string) (int, error) {
+// markFile marks, in store, the records of a file sink's file (a .part a
+// dead process left) as taken by that sink. Records without both a trace
+// id and a span id cannot be marked this way (their key is their input's
+// hash) and may repeat.
+func markFile(ctx context.Context, store dedupe.Store, sink, path string) (int, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -58,7 +29,7 @@ func markFile(ctx context.Context, d *dedupe.Sink, path string) (int, error) {
 	var ids [][2]string
 	n := 0
 	flush := func() error {
-		err := d.MarkTaken(ctx, ids)
+		err := dedupe.MarkTaken(ctx, store, sink, ids)
 		ids = ids[:0]
 		return err
 	}

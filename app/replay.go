@@ -219,7 +219,7 @@ func jsonlPaths(c *config.JSONLPaths, o *parsers.JSONLFields) []struct{ cfg, opt
 // Sinks builds the configured sinks, made idempotent when dedupe is on;
 // done closes the dedupe store (after the sinks are closed).
 func Sinks(cfg *config.Config, log *slog.Logger) (_ []pipeline.Sink, done func() error, _ error) {
-	out, err := buildSinks(cfg, log)
+	out, err := buildSinks(cfg, log, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,46 +244,67 @@ func recoveredFiles(ss []pipeline.Sink) []RecoveredFile {
 // wrapDedupe makes the sinks idempotent when dedupe is on, and returns
 // the store (nil when off) for the DLQ's own dedupe.
 func wrapDedupe(cfg *config.Config, out []pipeline.Sink) (_ []pipeline.Sink, _ dedupe.Store, done func() error, _ error) {
-	if !cfg.Dedupe.Enabled {
-		return out, nil, func() error { return nil }, nil
+	store, done, err := openDedupe(cfg)
+	if err != nil {
+		closeSinks(out)
+		return nil, nil, nil, err
 	}
-	d := cfg.Dedupe
-	var store dedupe.Store
-	done = func() error { return nil }
-	switch d.Store {
-	case "redis":
-		r, err := redissink.NewDedupe(d.Redis.Redis, d.Redis.KeyPrefix, d.TTL)
-		if err != nil {
-			closeSinks(out)
-			return nil, nil, nil, err
-		}
-		store, done = r, r.Close
-	default:
-		if d.Path != "" {
-			if err := os.MkdirAll(filepath.Dir(d.Path), 0o700); err != nil {
-				closeSinks(out)
-				return nil, nil, nil, fmt.Errorf("dedupe: %w", err)
-			}
-		}
-		m, err := dedupe.NewMemory(d.Path, d.TTL, d.MaxKeys)
-		if err != nil {
-			closeSinks(out)
-			return nil, nil, nil, err
-		}
-		store, done = m, m.Close
+	return wrapSinks(out, store), store, done, nil
+}
+
+// wrapSinks wraps each sink with store's dedupe (none when store is nil).
+func wrapSinks(out []pipeline.Sink, store dedupe.Store) []pipeline.Sink {
+	if store == nil {
+		return out
 	}
 	for i, s := range out {
 		out[i] = dedupe.Wrap(s, store)
 	}
-	return out, store, done, nil
+	return out
 }
 
-func buildSinks(cfg *config.Config, log *slog.Logger) ([]pipeline.Sink, error) {
+// openDedupe opens the configured dedupe store; nil when dedupe is off.
+func openDedupe(cfg *config.Config) (_ dedupe.Store, done func() error, _ error) {
+	none := func() error { return nil }
+	if !cfg.Dedupe.Enabled {
+		return nil, none, nil
+	}
+	d := cfg.Dedupe
+	switch d.Store {
+	case "redis":
+		r, err := redissink.NewDedupe(d.Redis.Redis, d.Redis.KeyPrefix, d.TTL)
+		if err != nil {
+			return nil, none, err
+		}
+		return r, r.Close, nil
+	default:
+		if d.Path != "" {
+			if err := os.MkdirAll(filepath.Dir(d.Path), 0o700); err != nil {
+				return nil, none, fmt.Errorf("dedupe: %w", err)
+			}
+		}
+		m, err := dedupe.NewMemory(d.Path, d.TTL, d.MaxKeys)
+		if err != nil {
+			return nil, none, err
+		}
+		return m, m.Close, nil
+	}
+}
+
+// buildSinks builds the configured sinks. recovering, when set, is told
+// of each file a file sink recovers from a dead process, before the file
+// is renamed (see sinks.FileOptions.Recovering).
+func buildSinks(cfg *config.Config, log *slog.Logger, recovering func(sink, part string) error) ([]pipeline.Sink, error) {
 	var out []pipeline.Sink
 	for _, s := range cfg.Sinks {
 		switch s.Type {
 		case "file":
-			f, err := sinks.NewFile(sinks.FileOptions{Name: s.Name, Dir: s.File.Dir, RotateBytes: int64(s.File.RotateBytes), Logger: log})
+			opts := sinks.FileOptions{Name: s.Name, Dir: s.File.Dir, RotateBytes: int64(s.File.RotateBytes), Logger: log}
+			if recovering != nil {
+				name := s.Name
+				opts.Recovering = func(part string) error { return recovering(name, part) }
+			}
+			f, err := sinks.NewFile(opts)
 			if err != nil {
 				return nil, err
 			}

@@ -26,6 +26,13 @@ type FileOptions struct {
 	RotateBytes int64
 	// Logger gets what the sink recovered at open; default slog.Default().
 	Logger *slog.Logger
+	// Recovering, when set, is called with each .part a dead process left,
+	// once it is cut to its last whole record and synced, before it is
+	// renamed to its final name: what must know of its records (dedupe
+	// marks) learns of them while the file still says "not finished", so a
+	// process killed in between finds it again. An error fails NewFile and
+	// leaves the .part as it is.
+	Recovering func(part string) error
 }
 
 // File writes normalized records as JSON lines into a folder. A file being
@@ -347,7 +354,7 @@ func (s *File) recoverParts() error {
 		return fmt.Errorf("file sink %s: %w", s.opts.Name, err)
 	}
 	for _, p := range parts {
-		r, err := recoverPart(p)
+		r, err := recoverPart(p, s.opts.Recovering)
 		if errors.Is(err, errPartLive) {
 			continue
 		}
@@ -365,7 +372,7 @@ func (s *File) recoverParts() error {
 var errPartLive = errors.New("held by a live writer")
 
 // recoverPart recovers one .part file (see recoverParts).
-func recoverPart(path string) (Recovered, error) {
+func recoverPart(path string, recovering func(string) error) (Recovered, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return Recovered{}, err
@@ -410,6 +417,11 @@ func recoverPart(path string) (Recovered, error) {
 	}
 	if err := f.Sync(); err != nil {
 		return Recovered{}, err
+	}
+	if recovering != nil {
+		if err := recovering(path); err != nil {
+			return Recovered{}, err
+		}
 	}
 	r.Path = strings.TrimSuffix(path, ".part")
 	if err := os.Rename(path, r.Path); err != nil {

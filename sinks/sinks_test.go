@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,5 +254,40 @@ func TestFileSinkReopen(t *testing.T) {
 		if bytes.Count(data, []byte("\n")) != 1 {
 			t.Fatalf("%s: %q", f, data)
 		}
+	}
+}
+
+// TestFileRecoveringSeesThePartBeforeItsRename: Recovering is handed the
+// .part already cut to whole records, under its unfinished name; when it
+// fails, NewFile fails and the .part stays for the next start.
+func TestFileRecoveringSeesThePartBeforeItsRename(t *testing.T) {
+	dir := t.TempDir()
+	part := filepath.Join(dir, "records-a-000001.jsonl.part")
+	if err := os.WriteFile(part, []byte("{\"a\":1}\n{\"a\":"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewFile(FileOptions{Name: "f", Dir: dir, Recovering: func(p string) error {
+		if data, err := os.ReadFile(p); p != part || err != nil || string(data) != "{\"a\":1}\n" {
+			t.Errorf("Recovering(%s): %q, %v", p, data, err)
+		}
+		return errors.New("store down")
+	}})
+	if err == nil || !strings.Contains(err.Error(), "store down") {
+		t.Fatalf("NewFile: %v", err)
+	}
+	if _, err := os.Stat(part); err != nil {
+		t.Fatalf("the .part was not left for the next start: %v", err)
+	}
+	var seen []string
+	s, err := NewFile(FileOptions{Name: "f", Dir: dir, Recovering: func(p string) error { seen = append(seen, p); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if len(seen) != 1 || seen[0] != part {
+		t.Fatalf("Recovering saw %v", seen)
+	}
+	if _, err := os.Stat(strings.TrimSuffix(part, ".part")); err != nil {
+		t.Fatalf("not renamed after Recovering: %v", err)
 	}
 }

@@ -26,25 +26,25 @@ type Sink struct {
 
 // Wrap returns inner made idempotent with store.
 func Wrap(inner pipeline.Sink, store Store) *Sink {
-	return &Sink{inner: inner, store: store, ns: inner.Name() + "\x00"}
+	return &Sink{inner: inner, store: store, ns: inner.Name() + "\x00"} // the namespace MarkTaken uses too
 }
 
-// MarkTaken records that the sink holds a record with these ids, taken
-// outside Write: what a dead process wrote but had not marked (its file
-// sink's recovered files). Records without both ids cannot be marked this
-// way (their key is their input's hash).
-func (s *Sink) MarkTaken(ctx context.Context, ids [][2]string) error {
+// MarkTaken records in store that the sink named sink holds records with
+// these ids, taken outside Write: what a dead process wrote but had not
+// marked (its file sink's recovered files). Records without both ids
+// cannot be marked this way (their key is their input's hash).
+func MarkTaken(ctx context.Context, store Store, sink string, ids [][2]string) error {
 	keys := make([][]byte, 0, len(ids))
 	for _, id := range ids {
 		if id[0] == "" || id[1] == "" {
 			continue
 		}
-		keys = append(keys, IDKey([]byte(s.ns), id[0], id[1]))
+		keys = append(keys, IDKey([]byte(sink+"\x00"), id[0], id[1]))
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	return s.store.Mark(ctx, keys)
+	return store.Mark(ctx, keys)
 }
 
 // Inner returns the wrapped sink.
