@@ -63,7 +63,6 @@ func (j *job) feed(ctx, runCtx context.Context, srcs []pipeline.Source, commitEv
 
 	stopCommits := make(chan struct{})
 	var committer sync.WaitGroup
-	var commitErr error
 	if commitEvery > 0 {
 		committer.Go(func() {
 			t := time.NewTicker(commitEvery)
@@ -71,9 +70,9 @@ func (j *job) feed(ctx, runCtx context.Context, srcs []pipeline.Source, commitEv
 			for {
 				select {
 				case <-t.C:
-					// A failed commit is retried at the next tick; it is
-					// reported only if the last one fails too.
-					commitErr = j.commit(context.WithoutCancel(ctx), srcs)
+					// A failed commit is logged and retried at the next
+					// tick; the caller's final commit reports its error.
+					_ = j.commit(context.WithoutCancel(ctx), srcs)
 				case <-stopCommits:
 					return
 				}
@@ -86,7 +85,6 @@ func (j *job) feed(ctx, runCtx context.Context, srcs []pipeline.Source, commitEv
 	watcher.Wait()
 	close(stopCommits)
 	committer.Wait()
-	_ = commitErr // superseded by the caller's final commit
 	res.Err = errors.Join(srcErrs...)
 	return res
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -183,9 +182,6 @@ func (f *FileSource) validate(v *check, key string) {
 			}
 			if !doublestar.ValidatePattern(filepath.ToSlash(g)) {
 				v.bad("%s: %q is not a valid glob", gk, v.val(gk, g))
-			}
-			if k == "include" && strings.ContainsRune(g, 0) {
-				v.bad("%s: NUL in glob", gk)
 			}
 		}
 	}
