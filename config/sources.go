@@ -27,12 +27,77 @@ type Run struct {
 // set.
 type Source struct {
 	Name   string `yaml:"name"`
-	Type   string `yaml:"type"`   // file
+	Type   string `yaml:"type"`   // file | kafka | redis_stream
 	Format string `yaml:"format"` // auto | jsonl | otlp | zipkin; default input.format
 	// Parse overrides the top-level parse.jsonl field paths for this
 	// source's JSON lines (a list left out keeps the top-level one).
 	Parse *SourceParse `yaml:"parse"`
-	File  *FileSource  `yaml:"file"`
+	File        *FileSource        `yaml:"file"`
+	Kafka       *KafkaSource       `yaml:"kafka"`
+	RedisStream *RedisStreamSource `yaml:"redis_stream"`
+}
+
+// KafkaSource consumes topics in a consumer group. Offsets are committed
+// per partition, only up to the highest contiguous batch delivered (and,
+// in the commit's metadata, the position the windows have made durable).
+// The connection (brokers, TLS, SASL) is the Kafka sink's.
+type KafkaSource struct {
+	Kafka `yaml:",inline"`
+	// Topics to consume, or TopicRegex (matched against the cluster's
+	// topics, again every MetadataRefresh): exactly one of them.
+	Topics     []string `yaml:"topics"`
+	TopicRegex string   `yaml:"topic_regex"`
+	Group      string   `yaml:"group"`
+	// StartOffset is where a group with no committed offset starts:
+	// earliest | latest.
+	StartOffset string `yaml:"start_offset"`
+	// MinBytes, MaxBytes and MaxWait shape each fetch.
+	MinBytes ByteSize      `yaml:"min_bytes"`
+	MaxBytes ByteSize      `yaml:"max_bytes"`
+	MaxWait  time.Duration `yaml:"max_wait"`
+	// SessionTimeout: a member silent this long is dead and its
+	// partitions are reassigned. HeartbeatInterval must be well under it.
+	SessionTimeout    time.Duration `yaml:"session_timeout"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// RebalanceTimeout bounds a rebalance: how long members have to
+	// finish their in-flight batches of revoked partitions and commit.
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	// MetadataRefresh is how often topic_regex is matched again and
+	// partition counts are checked.
+	MetadataRefresh time.Duration `yaml:"metadata_refresh"`
+	// IdleTimeout: a partition with nothing to read for this long no
+	// longer holds the window watermark back.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// RedisStreamSource consumes a Redis Stream in a consumer group
+// (XREADGROUP; XACK only once delivered, in order).
+type RedisStreamSource struct {
+	Redis  `yaml:",inline"`
+	Stream string `yaml:"stream"`
+	Group  string `yaml:"group"` // created with MKSTREAM when missing
+	// Consumer names this process in the group. Empty: unique per process
+	// (host, pid and a random suffix); set it (e.g. ${POD_NAME}) to keep
+	// one name across restarts, so a restarted process takes back its own
+	// pending entries at once instead of after claim_idle.
+	Consumer string `yaml:"consumer"`
+	// StartAt is where a group created by this source starts:
+	// beginning (the whole stream) | end (entries added from now on).
+	StartAt string `yaml:"start_at"`
+	// Count is the most entries one XREADGROUP returns; Block how long
+	// it waits for new ones.
+	Count int           `yaml:"count"`
+	Block time.Duration `yaml:"block"`
+	// ClaimIdle: entries pending longer than this in another consumer
+	// (a dead one) are claimed (XAUTOCLAIM), checked every ClaimEvery.
+	ClaimIdle  time.Duration `yaml:"claim_idle"`
+	ClaimEvery time.Duration `yaml:"claim_every"`
+	// MaxDeliveries: an entry delivered more often than this (it failed
+	// or crashed its consumer each time) is moved to the DLQ.
+	MaxDeliveries int `yaml:"max_deliveries"`
+	// IdleTimeout: a stream with nothing to read for this long no
+	// longer holds the window watermark back.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // SourceParse is a source's own field mapping.
@@ -119,6 +184,30 @@ func (c *Config) applySourceDefaults() {
 			setDur(&f.IdleTimeout, 30*time.Second)
 			setSize(&f.FingerprintBytes, 1024)
 		}
+		if k := s.Kafka; k != nil {
+			k.Kafka.applyDefaults()
+			setStr(&k.Group, "tracepipe")
+			setStr(&k.StartOffset, "earliest")
+			setSize(&k.MinBytes, 1)
+			setSize(&k.MaxBytes, 16<<20)
+			setDur(&k.MaxWait, 250*time.Millisecond)
+			setDur(&k.SessionTimeout, 10*time.Second)
+			setDur(&k.HeartbeatInterval, 3*time.Second)
+			setDur(&k.RebalanceTimeout, 30*time.Second)
+			setDur(&k.MetadataRefresh, 10*time.Second)
+			setDur(&k.IdleTimeout, 30*time.Second)
+		}
+		if r := s.RedisStream; r != nil {
+			r.Redis.applyDefaults()
+			setStr(&r.Group, "tracepipe")
+			setStr(&r.StartAt, "beginning")
+			setInt(&r.Count, 512)
+			setDur(&r.Block, time.Second)
+			setDur(&r.ClaimIdle, time.Minute)
+			setDur(&r.ClaimEvery, 10*time.Second)
+			setInt(&r.MaxDeliveries, 5)
+			setDur(&r.IdleTimeout, 30*time.Second)
+		}
 	}
 }
 
@@ -161,10 +250,31 @@ func (c *Config) validateSources(v *check) {
 				continue
 			}
 			s.File.validate(v, key+".file")
+		case "kafka":
+			if s.Kafka == nil {
+				v.bad("%s.kafka: must be set for type kafka", key)
+				continue
+			}
+			s.Kafka.validate(v, key+".kafka")
+		case "redis_stream":
+			if s.RedisStream == nil {
+				v.bad("%s.redis_stream: must be set for type redis_stream", key)
+				continue
+			}
+			s.RedisStream.validate(v, key+".redis_stream")
 		case "":
-			v.bad("%s.type: must be set (file)", key)
+			v.bad("%s.type: must be set (file | kafka | redis_stream)", key)
 		default:
-			v.bad("%s.type: %q is not a source type (file)", key, v.val(key+".type", s.Type))
+			v.bad("%s.type: %q is not a source type (file | kafka | redis_stream)", key, v.val(key+".type", s.Type))
+		}
+		set := 0
+		for _, b := range []bool{s.File != nil, s.Kafka != nil, s.RedisStream != nil} {
+			if b {
+				set++
+			}
+		}
+		if set > 1 {
+			v.bad("%s: only the block of its type (%s) may be set", key, s.Type)
 		}
 	}
 }
@@ -199,6 +309,66 @@ func (f *FileSource) validate(v *check, key string) {
 	if f.FingerprintBytes < 16 || f.FingerprintBytes > maxFingerprint {
 		v.bad("%s.fingerprint_bytes: %s is outside 16B..64KiB", key, v.val(key+".fingerprint_bytes", f.FingerprintBytes))
 	}
+}
+
+func (k *KafkaSource) validate(v *check, key string) {
+	k.Kafka.validate(key, v)
+	switch {
+	case len(k.Topics) == 0 && k.TopicRegex == "":
+		v.bad("%s: topics or topic_regex must be set", key)
+	case len(k.Topics) > 0 && k.TopicRegex != "":
+		v.bad("%s: topics and topic_regex: set one of them", key)
+	}
+	for i, t := range k.Topics {
+		if !kafkaTopic.MatchString(t) {
+			v.bad("%s.topics[%d]: %q is not a Kafka topic name (letters, digits, '.', '_', '-', at most 249)", key, i, v.val(fmt.Sprintf("%s.topics[%d]", key, i), t))
+		}
+	}
+	if k.TopicRegex != "" {
+		if _, err := regexp.Compile(k.TopicRegex); err != nil {
+			v.bad("%s.topic_regex: %v", key, err)
+		}
+	}
+	if k.Group == "" {
+		v.bad("%s.group: must be set", key)
+	}
+	v.oneOf(key+".start_offset", k.StartOffset, "earliest", "latest")
+	if k.MinBytes < 1 || k.MinBytes > k.MaxBytes {
+		v.bad("%s.min_bytes: %s must be at least 1B and at most max_bytes", key, v.val(key+".min_bytes", k.MinBytes))
+	}
+	if k.MaxBytes > 256<<20 {
+		v.bad("%s.max_bytes: %s is over 256MiB", key, v.val(key+".max_bytes", k.MaxBytes))
+	}
+	durIn(v, key+".max_wait", k.MaxWait, time.Millisecond, time.Minute)
+	durIn(v, key+".session_timeout", k.SessionTimeout, time.Second, time.Hour)
+	durIn(v, key+".heartbeat_interval", k.HeartbeatInterval, 10*time.Millisecond, time.Hour)
+	if k.HeartbeatInterval*2 > k.SessionTimeout {
+		v.bad("%s.heartbeat_interval: %s must be at most half of session_timeout", key, v.val(key+".heartbeat_interval", k.HeartbeatInterval))
+	}
+	durIn(v, key+".rebalance_timeout", k.RebalanceTimeout, time.Second, time.Hour)
+	durIn(v, key+".metadata_refresh", k.MetadataRefresh, 100*time.Millisecond, 24*time.Hour)
+	durIn(v, key+".idle_timeout", k.IdleTimeout, 10*time.Millisecond, maxGraceOrEvery)
+}
+
+var kafkaTopic = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+func (r *RedisStreamSource) validate(v *check, key string) {
+	r.Redis.validate(key, v)
+	if r.Stream == "" {
+		v.bad("%s.stream: must be set", key)
+	}
+	if r.Group == "" {
+		v.bad("%s.group: must be set", key)
+	}
+	v.oneOf(key+".start_at", r.StartAt, "beginning", "end")
+	v.positive(key+".count", int64(r.Count))
+	atMost(v, key+".count", r.Count, 100000)
+	durIn(v, key+".block", r.Block, time.Millisecond, time.Minute)
+	durIn(v, key+".claim_idle", r.ClaimIdle, 10*time.Millisecond, maxGraceOrEvery)
+	durIn(v, key+".claim_every", r.ClaimEvery, 10*time.Millisecond, time.Hour)
+	v.positive(key+".max_deliveries", int64(r.MaxDeliveries))
+	atMost(v, key+".max_deliveries", r.MaxDeliveries, 1000)
+	durIn(v, key+".idle_timeout", r.IdleTimeout, 10*time.Millisecond, maxGraceOrEvery)
 }
 
 // durIn refuses a duration outside [lo, hi].

@@ -53,3 +53,52 @@ func TestSourcesErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamSourcesDefaults(t *testing.T) {
+	y := `sinks: [{type: discard}]
+sources:
+  - name: k
+    type: kafka
+    kafka: {brokers: ["127.0.0.1:9092"], topics: [spans], sasl: {mechanism: plain, username: u, password: "${KPASS}"}}
+  - name: r
+    type: redis_stream
+    redis_stream: {stream: traces, password: "${RPASS}"}
+`
+	cfg, err := Decode([]byte(y), "c.yaml", env(map[string]string{"KPASS": "k-secret", "RPASS": "r-secret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, r := cfg.Sources[0].Kafka, cfg.Sources[1].RedisStream
+	if k.Group != "tracepipe" || k.StartOffset != "earliest" || k.MaxWait != 250*time.Millisecond ||
+		k.SessionTimeout != 10*time.Second || k.ClientID != "tracepipe" || k.SASL.Password.Reveal() != "k-secret" {
+		t.Fatalf("kafka defaults: %+v", *k)
+	}
+	if r.Addr != "127.0.0.1:6379" || r.Group != "tracepipe" || r.Consumer != "" || r.StartAt != "beginning" ||
+		r.Count != 512 || r.ClaimIdle != time.Minute || r.MaxDeliveries != 5 || r.Password.Reveal() != "r-secret" {
+		t.Fatalf("redis stream defaults: %+v", *r)
+	}
+}
+
+func TestStreamSourcesErrors(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"sources: [{name: a, type: kafka}]", "sources[0].kafka: must be set"},
+		{"sources: [{name: a, type: kafka, kafka: {topics: [t]}}]", "sources[0].kafka.brokers"},
+		{"sources: [{name: a, type: kafka, kafka: {brokers: [b]}}]", "topics or topic_regex must be set"},
+		{"sources: [{name: a, type: kafka, kafka: {brokers: [b], topics: [t], topic_regex: x}}]", "set one of them"},
+		{"sources: [{name: a, type: kafka, kafka: {brokers: [b], topics: ['a b']}}]", "sources[0].kafka.topics[0]"},
+		{"sources: [{name: a, type: kafka, kafka: {brokers: [b], topic_regex: '('}}]", "sources[0].kafka.topic_regex"},
+		{"sources: [{name: a, type: kafka, kafka: {brokers: [b], topics: [t], start_offset: middle}}]", "sources[0].kafka.start_offset"},
+		{"sources: [{name: a, type: kafka, kafka: {brokers: [b], topics: [t], session_timeout: 4s}}]", "heartbeat_interval"},
+		{"sources: [{name: a, type: kafka, kafka: {brokers: [b], topics: [t]}, file: {include: [a]}}]", "only the block of its type"},
+		{"sources: [{name: a, type: redis_stream}]", "sources[0].redis_stream: must be set"},
+		{"sources: [{name: a, type: redis_stream, redis_stream: {}}]", "sources[0].redis_stream.stream: must be set"},
+		{"sources: [{name: a, type: redis_stream, redis_stream: {stream: s, max_deliveries: -1}}]", "sources[0].redis_stream.max_deliveries"},
+		{"sources: [{name: a, type: redis_stream, redis_stream: {stream: s, start_at: middle}}]", "sources[0].redis_stream.start_at"},
+		{"sources: [{name: a, type: redis_stream, redis_stream: {stream: s, claimidle: 1s}}]", "claimidle"},
+	} {
+		_, err := Decode([]byte("sinks: [{type: discard}]\n"+c.yaml+"\n"), "c.yaml", env(nil))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s:\n  err = %v\n  want %q", c.yaml, err, c.want)
+		}
+	}
+}

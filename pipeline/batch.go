@@ -51,8 +51,12 @@ type Origin struct {
 	// ID tells the run's sources apart (a file's index in the reader's
 	// list; two sources may share a Path, e.g. a file given twice).
 	ID   int
-	Kind string // "file"
+	Kind string // "file", "kafka", "redis", "dlq"
+	// Path is the file's path; for a Kafka partition its topic, for a
+	// Redis Stream the stream's key.
 	Path string
+	// Partition is a Kafka partition's number.
+	Partition int
 	// Key identifies the input across renames and restarts when the path
 	// does not (a followed file's fingerprint); "" means Path. The DLQ's
 	// dedupe keys records by it.
@@ -93,6 +97,11 @@ type Unit struct {
 	// only when UnitTooLarge is set.
 	Size  int64
 	Flags uint8
+	// KeyStart and KeyEnd, when KeyEnd > KeyStart, make Buf[KeyStart:
+	// KeyEnd] what the source says identifies the unit besides its
+	// Offset: a Kafka message's key, a Redis Stream entry's id. Not part
+	// of the unit's data; the DLQ entry and its dedupe key read it.
+	KeyStart, KeyEnd int32
 }
 
 // Batch is the unit of work and of pooling. A reader fills Buf and Units; the
@@ -175,6 +184,29 @@ func (b *Batch) AddUnit(data []byte, offset, line, size int64, flags uint8) int 
 	b.Buf = append(b.Buf, data...)
 	b.Units = append(b.Units, Unit{Start: start, End: len(b.Buf), Offset: offset, Line: line, Size: size, Flags: flags})
 	return len(b.Units) - 1
+}
+
+// AddKeyedUnit appends data as a new unit with key as its source key (see
+// Unit.KeyStart) and returns its index.
+func (b *Batch) AddKeyedUnit(data, key []byte, offset, line, size int64, flags uint8) int {
+	i := b.AddUnit(data, offset, line, size, flags)
+	if len(key) > 0 {
+		u := &b.Units[i]
+		u.KeyStart = int32(len(b.Buf))
+		b.Buf = append(b.Buf, key...)
+		u.KeyEnd = int32(len(b.Buf))
+	}
+	return i
+}
+
+// UnitKey returns unit i's source key (nil when it has none), valid until
+// Reset.
+func (b *Batch) UnitKey(i int) []byte {
+	u := &b.Units[i]
+	if u.KeyEnd <= u.KeyStart {
+		return nil
+	}
+	return b.Buf[u.KeyStart:u.KeyEnd]
 }
 
 // NewRecord appends a zeroed record for unit and returns it. The pointer is

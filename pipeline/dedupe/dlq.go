@@ -56,6 +56,9 @@ func recordKey(b *pipeline.Batch, i int) []byte {
 	if id == "" {
 		id = o.Path
 	}
+	if k := b.UnitKey(int(r.Unit)); o.Kind == "redis" && k != nil {
+		id += "\x00" + string(k) // a stream entry is its id, not an offset
+	}
 	return DLQKey(id, b.Units[r.Unit].Offset, ordinal)
 }
 

@@ -60,6 +60,12 @@ func appendEntry(dst []byte, e *Entry) (_ []byte, ok bool) {
 	if s.KafkaOff != 0 {
 		dst = appendKeyInt(dst, `,"kafka_offset":`, s.KafkaOff)
 	}
+	if s.MessageKey != "" {
+		dst = appendKeyString(dst, `,"message_key":`, s.MessageKey)
+	}
+	if s.KeyBase64 {
+		dst = append(dst, `,"message_key_base64":true`...)
+	}
 	if s.Stream != "" {
 		dst = appendKeyString(dst, `,"stream":`, s.Stream)
 	}

@@ -96,8 +96,12 @@ type Source struct {
 	Topic     string `json:"topic,omitempty"`
 	Partition int    `json:"partition,omitempty"`
 	KafkaOff  int64  `json:"kafka_offset,omitempty"`
-	Stream    string `json:"stream,omitempty"`
-	StreamID  string `json:"stream_id,omitempty"`
+	// MessageKey is the Kafka message's key, as text when it is valid
+	// UTF-8, else base64 (KeyBase64 set).
+	MessageKey string `json:"message_key,omitempty"`
+	KeyBase64  bool   `json:"message_key_base64,omitempty"`
+	Stream     string `json:"stream,omitempty"`
+	StreamID   string `json:"stream_id,omitempty"`
 }
 
 // Error says why: class (see pipeline.Classes), a short machine-readable code

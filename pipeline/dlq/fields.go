@@ -132,6 +132,8 @@ var Fields = []Field{
 	strField("source.topic", "source_topic", false, func(e *Entry) *string { return &e.Source.Topic }),
 	intField("source.partition", "source_partition", false, func(e *Entry) *int { return &e.Source.Partition }),
 	int64Field("source.kafka_offset", "source_kafka_offset", false, func(e *Entry) *int64 { return &e.Source.KafkaOff }),
+	strField("source.message_key", "source_message_key", false, func(e *Entry) *string { return &e.Source.MessageKey }),
+	boolField("source.message_key_base64", "source_message_key_base64", false, func(e *Entry) *bool { return &e.Source.KeyBase64 }),
 	strField("source.stream", "source_stream", false, func(e *Entry) *string { return &e.Source.Stream }),
 	strField("source.stream_id", "source_stream_id", false, func(e *Entry) *string { return &e.Source.StreamID }),
 	strField("stage", "stage", true, func(e *Entry) *string { return &e.Stage }),

@@ -2,7 +2,9 @@ package dlq
 
 import (
 	"context"
+	"encoding/base64"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 )
@@ -61,6 +63,7 @@ func (r *Recorder) PutRecord(ctx context.Context, b *pipeline.Batch, i int, lack
 		if f.Component == "" && f.Stage == "parse" {
 			f.Component = b.Origin.Format.String()
 		}
+		src.setStreamPosition(b, int(rec.Unit))
 	}
 	e := r.newEntry(f, pipeline.CutFailure(f), src)
 	if len(lacking) > 0 {
@@ -86,6 +89,23 @@ func (r *Recorder) PutRecord(ctx context.Context, b *pipeline.Batch, i int, lack
 	}
 	e.SetPayload(payload, size, r.o.KeepBytes)
 	return r.b.Put(ctx, e)
+}
+
+// setStreamPosition fills the Kafka or Redis Stream fields of a record
+// read from one: where its message is, and its key or entry id.
+func (s *Source) setStreamPosition(b *pipeline.Batch, unit int) {
+	key := b.UnitKey(unit)
+	switch s.Kind {
+	case "kafka":
+		s.Topic, s.Partition, s.KafkaOff, s.Path = s.Path, b.Origin.Partition, s.Offset, ""
+		if utf8.Valid(key) {
+			s.MessageKey = string(key)
+		} else {
+			s.MessageKey, s.KeyBase64 = base64.StdEncoding.EncodeToString(key), true
+		}
+	case "redis":
+		s.Stream, s.StreamID, s.Path = s.Path, string(key), ""
+	}
 }
 
 // PutSource implements pipeline.DeadLetters: one entry of class file, with
