@@ -31,7 +31,7 @@ type Source struct {
 	Format string `yaml:"format"` // auto | jsonl | otlp | zipkin; default input.format
 	// Parse overrides the top-level parse.jsonl field paths for this
 	// source's JSON lines (a list left out keeps the top-level one).
-	Parse *SourceParse `yaml:"parse"`
+	Parse       *SourceParse       `yaml:"parse"`
 	File        *FileSource        `yaml:"file"`
 	Kafka       *KafkaSource       `yaml:"kafka"`
 	RedisStream *RedisStreamSource `yaml:"redis_stream"`
