@@ -47,6 +47,18 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 		return nil, err
 	}
 	defer st.Close()
+	if cfg.Windows.InstanceFromHost && len(cfg.Windows.Metrics) > 0 {
+		// Two processes on one host must not write the same window rows:
+		// each holds its own state_dir, whose id names it, the same across
+		// restarts.
+		id, err := st.InstanceID()
+		if err != nil {
+			return nil, err
+		}
+		c := *cfg
+		c.Windows.Instance += "-" + id
+		cfg = &c
+	}
 	j, err := newJob(ctx, cfg, log, o.Version)
 	if err != nil {
 		return nil, err
@@ -70,7 +82,7 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 	}()
 
 	start := time.Now()
-	log.Info("run: started", "sources", len(srcs), "state_dir", cfg.Run.StateDir)
+	log.Info("run: started", "sources", len(srcs), "state_dir", cfg.Run.StateDir, "instance", cfg.Windows.Instance)
 	res := j.feed(ctx, context.WithoutCancel(ctx), srcs, cfg.Run.CheckpointEvery)
 	close(reopenDone)
 

@@ -279,9 +279,13 @@ type Windows struct {
 	MaxFuture time.Duration `yaml:"max_future"`
 	// Instance names this process in window rows; processes that write the
 	// same metric to one store must have distinct instances.
-	Instance string      `yaml:"instance"`
-	Metrics  []Metric    `yaml:"metrics"`
-	Sink     WindowsSink `yaml:"sink"`
+	Instance string `yaml:"instance"`
+	// InstanceFromHost is set when Instance was left empty and took the
+	// host's name: `pipeline run` then adds the id kept in its state_dir,
+	// so that two processes on one host never write the same rows.
+	InstanceFromHost bool        `yaml:"-"`
+	Metrics          []Metric    `yaml:"metrics"`
+	Sink             WindowsSink `yaml:"sink"`
 }
 
 // Metric is one distinct count: the field counted, the fields it is grouped

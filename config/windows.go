@@ -36,6 +36,7 @@ func (w *Windows) applyDefaults() {
 		w.MaxFuture = 10 * time.Minute
 	}
 	if w.Instance == "" {
+		w.InstanceFromHost = true
 		w.Instance, _ = os.Hostname()
 		setStr(&w.Instance, "local")
 	}

@@ -18,6 +18,8 @@ package state
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,6 +95,62 @@ func (d *Dir) Close() error {
 	err := d.lock.Close()
 	d.lock = nil
 	return err
+}
+
+// instanceFile holds the directory's instance id.
+const instanceFile = "instance-id"
+
+// InstanceID returns the id of this state directory, made (random, 8 hex
+// digits) and saved the first time: it tells apart two processes on one
+// host (each holds its own directory) and stays the same across restarts,
+// so a restarted process writes its window rows over its own earlier ones.
+// It needs the lock (Open). `pipeline state reset` keeps it.
+func (d *Dir) InstanceID() (string, error) {
+	path := filepath.Join(d.path, instanceFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if !isHexID(id) {
+			return "", fmt.Errorf("state: %s holds %q, not an instance id (8 hex digits); remove it to make a new one", path, cut(id))
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("state: %w", err)
+	}
+	if d.lock == nil {
+		return "", errors.New("state dir opened read-only")
+	}
+	var r [4]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("state: instance id: %w", err)
+	}
+	id := hex.EncodeToString(r[:])
+	tmp := path + ".tmp" // a crash leaves no torn id
+	if err := writeSync(tmp, []byte(id+"\n")); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("state: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("state: %w", err)
+	}
+	return id, syncDir(d.path)
+}
+
+func isHexID(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+func cut(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
 }
 
 // Checkpoint is one source's saved state.

@@ -124,3 +124,53 @@ func TestResetAndNames(t *testing.T) {
 		t.Fatalf("missing dir: %v %v", cps, errs)
 	}
 }
+
+// The instance id is made once, kept across opens, differs between
+// directories, and a file that does not hold one is an error naming it,
+// never silently replaced (the rows written under the old name would be
+// orphaned).
+func TestInstanceID(t *testing.T) {
+	dir := t.TempDir()
+	d, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := d.InstanceID()
+	if err != nil || len(id) != 8 {
+		t.Fatalf("id %q, %v", id, err)
+	}
+	d.Close()
+	d, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := d.InstanceID(); err != nil || again != id {
+		t.Fatalf("reopened: %q, %v; want %q", again, err, id)
+	}
+	if l, _ := d.List(); len(l) != 0 {
+		t.Fatalf("the id file is listed as a checkpoint: %+v", l)
+	}
+	d.Close()
+
+	other, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if oid, err := other.InstanceID(); err != nil || oid == id {
+		t.Fatalf("another directory: %q, %v (first %q)", oid, err, id)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "instance-id"), []byte("zz\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReadOnly(dir).InstanceID(); err == nil || !strings.Contains(err.Error(), "instance-id") {
+		t.Fatalf("garbage id: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "instance-id")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReadOnly(dir).InstanceID(); err == nil {
+		t.Fatal("a read-only directory made an id")
+	}
+}
