@@ -477,4 +477,3 @@ func (s *Source) send(b *pipeline.Batch, ids []string, dpos, wpos pos) error {
 		return errStopped
 	}
 }
-
