@@ -71,7 +71,10 @@ func TestOwnPendingFirst(t *testing.T) {
 	h = run(t, testCfg(srv, "stable"), Options{})
 	gs := h.take(15)
 	sameIDs(t, "order", idsOf(gs), append(append([]string{}, old...), fresh...))
-	if len(gs[0].ids) != 10 {
+	// At least the 10: the first run's last blocked read, cut by its
+	// stop, may have been served a fresh entry the server then could not
+	// send (it is pending here, unseen, and comes with the others).
+	if len(gs[0].ids) < 10 {
 		t.Fatalf("first batch has %d entries: the old pending ones were not read first on their own", len(gs[0].ids))
 	}
 	ackAll(gs...)
