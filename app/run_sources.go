@@ -29,6 +29,8 @@ func openSource(ctx context.Context, cfg *config.Config, i int, sc config.Source
 			KeepBytes:    keepBytes(cfg),
 			Logger:       log,
 		})
+	case "redis_stream":
+		return openRedisStream(cfg, i, sc, j, log)
 	}
 	return nil, fmt.Errorf("unknown source type %q", sc.Type)
 }
