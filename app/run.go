@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -82,6 +83,15 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 	// position may be committed.
 	if err := j.commit(context.WithoutCancel(ctx), srcs); err != nil {
 		errs = append(errs, err)
+	}
+	// Then a source that holds a membership (a Kafka consumer group,
+	// kept for that final commit) lets it go.
+	for _, s := range srcs {
+		if c, ok := s.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("source %s: close: %w", s.Name(), err))
+			}
+		}
 	}
 	rep := &Report{Job: "run", DLQFull: res.DLQFull}
 	var read int64
