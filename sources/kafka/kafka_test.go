@@ -366,3 +366,34 @@ func TestBrokerDownThenBack(t *testing.T) {
 		return len(seen) == 40
 	})
 }
+
+// TestIdleAndLag: a partition that sent its batches and then has nothing
+// to fetch for idle_timeout is told idle once, with its batch count; its
+// lag (high watermark less next offset) is then 0.
+func TestIdleAndLag(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	produce(t, c, 0, 30, 0)
+	cfg := testConfig(c, "g-idle")
+	cfg.IdleTimeout = 200 * time.Millisecond
+	idle := make(chan [2]int64, 4)
+	s := newSource(t, cfg, Options{BatchUnits: 10, Events: pipeline.SourceEvents{Idle: func(id int, n int64) { idle <- [2]int64{int64(id), n} }}})
+	h := start(t, s, true)
+	waitFor(t, 30*time.Second, "30 records", func() bool { return h.count() >= 30 })
+	select {
+	case ev := <-idle:
+		bs := h.snapshot()
+		if ev[0] != int64(bs[0].originID) || ev[1] != int64(len(bs)) {
+			t.Fatalf("idle(%d, %d), want origin %d after %d batches", ev[0], ev[1], bs[0].originID, len(bs))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no idle event")
+	}
+	time.Sleep(400 * time.Millisecond)
+	if len(idle) != 0 {
+		t.Fatalf("idle told more than once")
+	}
+	if lag := s.Lag(); len(lag) != 1 || lag[testTopic+":0"] != 0 {
+		t.Fatalf("lag %v, want %s:0 at 0", lag, testTopic)
+	}
+}
