@@ -96,8 +96,11 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 	if err := j.commit(context.WithoutCancel(ctx), srcs); err != nil {
 		errs = append(errs, err)
 	}
+	// Then a source that holds a membership (a Kafka consumer group,
+	// kept for that final commit) lets it go, and a Redis source closes
+	// the connection it kept for it.
 	for _, s := range srcs {
-		if c, ok := s.(io.Closer); ok { // a connection kept for the last commit
+		if c, ok := s.(io.Closer); ok {
 			if err := c.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("source %s: close: %w", s.Name(), err))
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/tracepipe/tracepipe/internal/state"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/sources/kafka"
 	"github.com/tracepipe/tracepipe/sources/tail"
 )
 
@@ -23,6 +24,18 @@ func openSource(ctx context.Context, cfg *config.Config, i int, sc config.Source
 			IDs:          &j.ids,
 			Events:       j.events(ctx),
 			State:        st,
+			BatchUnits:   cfg.Pipeline.BatchUnits,
+			BatchBytes:   int(cfg.Pipeline.BatchBytes),
+			MaxLineBytes: int(cfg.Input.MaxLineBytes),
+			KeepBytes:    keepBytes(cfg),
+			Logger:       log,
+		})
+	case "kafka":
+		return kafka.New(sc.Name, *sc.Kafka, kafka.Options{
+			Origin:       pipeline.Origin{Format: format, Mapping: j.mapping[i]},
+			Detect:       parsers.Detect,
+			IDs:          &j.ids,
+			Events:       j.events(ctx),
 			BatchUnits:   cfg.Pipeline.BatchUnits,
 			BatchBytes:   int(cfg.Pipeline.BatchBytes),
 			MaxLineBytes: int(cfg.Input.MaxLineBytes),
