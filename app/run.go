@@ -144,6 +144,11 @@ func openSources(ctx context.Context, cfg *config.Config, j *job, st *state.Dir,
 	for i, sc := range cfg.Sources {
 		s, err := openSource(ctx, cfg, i, sc, j, st, log)
 		if err != nil {
+			for _, o := range out { // what the opened ones hold (a connection)
+				if c, ok := o.(io.Closer); ok {
+					_ = c.Close()
+				}
+			}
 			return nil, fmt.Errorf("source %s: %w", sc.Name, err)
 		}
 		out = append(out, s)
