@@ -160,9 +160,10 @@ type runProc struct {
 	done   chan error
 }
 
-func startRun(t testing.TB, bin, cfg string) *runProc {
+// startRun starts `pipeline run -c cfg`, with more flags if given.
+func startRun(t testing.TB, bin, cfg string, flags ...string) *runProc {
 	t.Helper()
-	p := &runProc{cmd: exec.Command(bin, "run", "-c", cfg), stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	p := &runProc{cmd: exec.Command(bin, append([]string{"run", "-c", cfg}, flags...)...), stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
