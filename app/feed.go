@@ -50,10 +50,12 @@ func (j *job) feed(ctx, runCtx context.Context, srcs []pipeline.Source, commitEv
 	var readers sync.WaitGroup
 	for i, s := range srcs {
 		readers.Go(func() {
-			if err := s.Run(readCtx, batches); err != nil {
+			err := s.Run(readCtx, batches)
+			if err != nil {
 				srcErrs[i] = fmt.Errorf("source %s: %w", s.Name(), err)
 				j.log.Error("source stopped", "source", s.Name(), "err", err)
 			}
+			j.sourceStopped(i, err)
 		})
 	}
 	go func() {
@@ -99,6 +101,9 @@ func (j *job) commit(ctx context.Context, srcs []pipeline.Source) error {
 			j.log.Error("commit failed; the source resumes from its previous checkpoint if the process stops now", "source", s.Name(), "err", err)
 			errs = append(errs, fmt.Errorf("source %s: commit: %w", s.Name(), err))
 		}
+	}
+	if len(errs) == 0 {
+		j.lastCommit.Store(time.Now().UnixNano())
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/tracepipe/tracepipe/config"
@@ -37,6 +38,15 @@ type job struct {
 	fileSinks   []*sinks.File   // the file sinks (under dedupe, if on): SIGHUP reopens them
 	mapping     []int           // per config source: its Origin.Mapping (0: the top-level parse section)
 	ids         pipeline.OriginIDs
+
+	// For telemetry (telemetry.go): the file DLQ (the backend, or the
+	// remote backend's fallback) whose size is reported against its cap;
+	// when every source last committed (Unix ns); the state of each source
+	// feed runs (nil without telemetry); and the job's phase.
+	dlqFile    *dlq.File
+	lastCommit atomic.Int64
+	srcHealth  []sourceHealth
+	phase      atomic.Int32
 }
 
 // newJob builds the job; on error it closes what it had opened.
@@ -96,7 +106,7 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 		}
 	}
 	j.sinks = wrapSinks(built, dd)
-	if j.backend, err = OpenDLQ(cfg, log); err != nil {
+	if j.backend, j.dlqFile, err = openDLQ(cfg, log); err != nil {
 		return nil, err
 	}
 	stageList := []pipeline.Stage{parsers.NewStage(mappings...)}

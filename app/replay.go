@@ -12,6 +12,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/internal/redisconn"
+	"github.com/tracepipe/tracepipe/internal/telemetry"
 	"github.com/tracepipe/tracepipe/parsers"
 	"github.com/tracepipe/tracepipe/pipeline"
 	"github.com/tracepipe/tracepipe/pipeline/dedupe"
@@ -32,6 +33,10 @@ type Options struct {
 	Progress io.Writer
 	Logger   *slog.Logger
 	Version  string
+	// Telemetry, when set, gets the job's instruments and readiness
+	// checks (pipeline replay --metrics). The caller starts and closes it;
+	// the instruments stay registered after Run, with the final values.
+	Telemetry *telemetry.Server
 }
 
 // ErrNoInput is returned when the paths resolve to no file at all.
@@ -93,9 +98,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	for _, f := range files {
 		total += f.Size
 	}
+	src := &fileReplay{reader: reader, files: files, failed: ev.Failed}
+	if o.Telemetry != nil {
+		err := j.observe(o.Telemetry, telemetryInputs{
+			sources: []pipeline.Source{src}, bytesRead: reader.BytesRead, bytesIn: reader.BytesDecoded,
+			readyGrace: cfg.Telemetry.ReadyGrace,
+		})
+		if err != nil {
+			_ = j.close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	bar := newProgress(o.Progress, total, reader, runner.Accounting())
 	bar.start()
-	src := &fileReplay{reader: reader, files: files, failed: ev.Failed}
+	stopPhase := j.running(ctx)
 	res := j.feed(ctx, ctx, []pipeline.Source{src}, 0)
 	bar.stop()
 	dlqFull := res.DLQFull
@@ -105,6 +121,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	if err := j.close(context.WithoutCancel(ctx)); err != nil {
 		errs = append(errs, err)
 	}
+	stopPhase()
 	rep := &Report{Files: len(files) + len(expandErrs), DLQFull: dlqFull, Interrupted: ctx.Err() != nil && !dlqFull}
 	if err := j.report(rep, reader.BytesDecoded(), reader.BytesRead(), time.Since(start)); err != nil {
 		errs = append(errs, err)
@@ -342,9 +359,20 @@ func closeSinks(ss []pipeline.Sink) {
 
 // OpenDLQ opens the configured DLQ backend, logging to log.
 func OpenDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
+	b, _, err := openDLQ(cfg, log)
+	return b, err
+}
+
+// openDLQ is OpenDLQ that also returns the file DLQ: the backend itself,
+// or the remote backend's fallback (the backend owns it), whose size
+// telemetry reports against its cap.
+func openDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, *dlq.File, error) {
 	file, err := openFileDLQ(cfg, log)
-	if err != nil || cfg.DLQ.Type == "file" {
-		return file, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.DLQ.Type == "file" {
+		return file, file, nil
 	}
 	// A remote DLQ: the file DLQ takes what it cannot store, so nothing is
 	// lost while Redis or Kafka is down. The backend owns it.
@@ -353,29 +381,29 @@ func OpenDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
 		b, err := kafkadlq.Open(*cfg.DLQ.Kafka, log, kafkadlq.WithFallback(file))
 		if err != nil {
 			_ = file.Close(context.Background())
-			return nil, err
+			return nil, nil, err
 		}
-		return b, nil
+		return b, file, nil
 	case "redis":
 		redisconn.RouteLibraryLogs(log)
 		b, err := redisdlq.Open(*cfg.DLQ.Redis, redisdlq.Options{Fallback: file, Logger: log})
 		if err != nil {
 			_ = file.Close(context.Background())
-			return nil, err
+			return nil, nil, err
 		}
-		return b, nil
+		return b, file, nil
 	}
 	_ = file.Close(context.Background())
-	return nil, fmt.Errorf("dlq: unknown type %q", cfg.DLQ.Type)
+	return nil, nil, fmt.Errorf("dlq: unknown type %q", cfg.DLQ.Type)
 }
 
-func openFileDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
+func openFileDLQ(cfg *config.Config, log *slog.Logger) (*dlq.File, error) {
 	f := cfg.DLQ.File
 	policy, err := dlq.ParseOverflowPolicy(f.Overflow)
 	if err != nil {
 		return nil, err
 	}
-	d, err := dlq.OpenFile(dlq.FileOptions{
+	return dlq.OpenFile(dlq.FileOptions{
 		Dir:          f.Dir,
 		SegmentBytes: int64(f.SegmentBytes),
 		MaxBytes:     int64(f.MaxBytes),
@@ -384,10 +412,6 @@ func openFileDLQ(cfg *config.Config, log *slog.Logger) (dlq.Backend, error) {
 		SyncEvery:    f.SyncEvery,
 		Logger:       log,
 	})
-	if err != nil {
-		return nil, err // never a typed nil inside the interface
-	}
-	return d, nil
 }
 
 // openWindows builds the window stage and its sink, or nothing when no

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/config"
 	"github.com/tracepipe/tracepipe/internal/state"
+	"github.com/tracepipe/tracepipe/internal/telemetry"
 	"github.com/tracepipe/tracepipe/pipeline"
 )
 
@@ -21,6 +22,9 @@ type RunOptions struct {
 	// Reopen gets a value for each SIGHUP: the file sinks finish their
 	// current files and start new ones.
 	Reopen <-chan struct{}
+	// Telemetry, when set, gets the job's instruments and readiness
+	// checks; the caller starts and closes it.
+	Telemetry *telemetry.Server
 }
 
 // ErrNoSources is returned when the config names no source to run.
@@ -83,7 +87,21 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 	}()
 
 	start := time.Now()
+	// The checkpoint age counts from the start until the first commit.
+	j.lastCommit.Store(start.UnixNano())
+	if o.Telemetry != nil {
+		err := j.observe(o.Telemetry, telemetryInputs{
+			sources: srcs, bytesRead: func() int64 { return bytesRead(srcs) }, bytesIn: func() int64 { return bytesRead(srcs) },
+			checkpoints: true, readyGrace: cfg.Telemetry.ReadyGrace,
+		})
+		if err != nil {
+			close(reopenDone)
+			_ = j.close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	log.Info("run: started", "sources", len(srcs), "state_dir", cfg.Run.StateDir, "instance", cfg.Windows.Instance)
+	stopPhase := j.running(ctx)
 	res := j.feed(ctx, context.WithoutCancel(ctx), srcs, cfg.Run.CheckpointEvery)
 	close(reopenDone)
 
@@ -106,12 +124,10 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 			}
 		}
 	}
+	stopPhase()
 	rep := &Report{Job: "run", DLQFull: res.DLQFull}
-	var read int64
+	read := bytesRead(srcs)
 	for _, s := range srcs {
-		if c, ok := s.(interface{ BytesRead() int64 }); ok {
-			read += c.BytesRead()
-		}
 		if c, ok := s.(interface{ FilesFollowed() int64 }); ok {
 			rep.Files += int(c.FilesFollowed())
 		}
@@ -122,6 +138,17 @@ func RunJob(ctx context.Context, cfg *config.Config, o RunOptions) (*Report, err
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)
+}
+
+// bytesRead sums what the sources that count it read.
+func bytesRead(srcs []pipeline.Source) int64 {
+	var n int64
+	for _, s := range srcs {
+		if c, ok := s.(interface{ BytesRead() int64 }); ok {
+			n += c.BytesRead()
+		}
+	}
+	return n
 }
 
 // reopen finishes every file sink's current file (SIGHUP).

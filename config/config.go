@@ -26,18 +26,19 @@ var Default []byte
 
 // Config is the whole of config.yaml.
 type Config struct {
-	Input    Input    `yaml:"input"`
-	Parse    Parse    `yaml:"parse"`
-	Filter   Filter   `yaml:"filter"`
-	Pipeline Pipeline `yaml:"pipeline"`
-	Sinks    []Sink   `yaml:"sinks"`
-	DLQ      DLQ      `yaml:"dlq"`
-	Windows  Windows  `yaml:"windows"`
-	Retry    Retry    `yaml:"retry"`
-	Dedupe   Dedupe   `yaml:"dedupe"`
-	Log      Log      `yaml:"log"`
-	Run      Run      `yaml:"run"`
-	Sources  []Source `yaml:"sources"`
+	Input     Input     `yaml:"input"`
+	Parse     Parse     `yaml:"parse"`
+	Filter    Filter    `yaml:"filter"`
+	Pipeline  Pipeline  `yaml:"pipeline"`
+	Sinks     []Sink    `yaml:"sinks"`
+	DLQ       DLQ       `yaml:"dlq"`
+	Windows   Windows   `yaml:"windows"`
+	Retry     Retry     `yaml:"retry"`
+	Dedupe    Dedupe    `yaml:"dedupe"`
+	Log       Log       `yaml:"log"`
+	Run       Run       `yaml:"run"`
+	Sources   []Source  `yaml:"sources"`
+	Telemetry Telemetry `yaml:"telemetry"`
 
 	// fromEnv maps a key (input.format, sinks[0].type) to the variables
 	// whose values Decode put into it; envValues maps each of those values
@@ -399,6 +400,7 @@ func (c *Config) applyDefaults() {
 	c.applySourceDefaults()
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.Format, "text")
+	c.Telemetry.applyDefaults()
 }
 
 // Validate checks every value and returns all problems at once, each naming
@@ -480,6 +482,7 @@ func (c *Config) Validate() error {
 	c.validateSources(v)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
+	c.Telemetry.validate(v)
 	return errors.Join(v.errs...)
 }
 

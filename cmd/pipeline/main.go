@@ -32,15 +32,19 @@ var version = ""
 const usage = `pipeline: trace-log pipeline (tracepipe)
 
 Usage:
-  pipeline replay [-c config.yaml] [--report FILE] [--fail-on-dlq] PATH...
+  pipeline replay [-c config.yaml] [--report FILE] [--fail-on-dlq] [--metrics] PATH...
       Read files, folders (recursively) and globs once, plain, .gz or .zst,
       through parse, windows and sinks; every failure goes to the DLQ.
       Prints a summary that reconciles records in = out + dlq + filtered.
+      --metrics serves /metrics, /healthz and /readyz on telemetry.listen
+      while it runs.
   pipeline run [-c config.yaml] [--report FILE]
       The long-running job: follow the config's sources (files matching
       globs, through rotation) until SIGINT/SIGTERM, then drain within
       run.shutdown_grace and commit positions; a restart resumes there.
-      SIGHUP reopens the output files.
+      SIGHUP reopens the output files. Serves /metrics, /healthz and
+      /readyz on telemetry.listen (127.0.0.1:9464) unless telemetry.enabled
+      is false.
   pipeline state ls|reset [-c config.yaml] [--json] [--all] [NAME...]
       Show the sources' checkpoints (run.state_dir), or delete them so a
       source starts afresh (not while a pipeline run holds the directory).

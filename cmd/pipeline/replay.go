@@ -24,6 +24,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	failOnDLQ := fs.Bool("fail-on-dlq", false, "exit 3 when any record went to the DLQ")
 	noProgress := fs.Bool("no-progress", false, "never draw the progress bar")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	metrics := fs.Bool("metrics", false, "serve /metrics, /healthz and /readyz on telemetry.listen while the replay runs")
 	paths, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageError(stderr, err)
@@ -48,6 +49,17 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitUsage
 	}
 	defer stopProfile()
+	// A replay is a batch tool: it serves telemetry only when asked, and
+	// then whatever telemetry.enabled says (the flag is the asking).
+	if *metrics {
+		srv, stop, err := startTelemetry(cfg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "pipeline: %v\n", err)
+			return exitFailed
+		}
+		defer stop()
+		opts.Telemetry = srv
+	}
 	rep, runErr := app.Run(ctx, cfg, opts)
 	if code, done := finishJob(rep, runErr, app.ErrNoInput, *report, stdout, stderr); done {
 		return code

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,7 +13,24 @@ import (
 
 	"github.com/tracepipe/tracepipe/app"
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/telemetry"
 )
+
+// startTelemetry serves the metrics and health endpoint on
+// telemetry.listen; stop closes it.
+func startTelemetry(cfg *config.Config, log *slog.Logger) (*telemetry.Server, func(), error) {
+	srv, err := telemetry.Start(telemetry.Options{Listen: cfg.Telemetry.Listen, Version: buildVersion(), Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
+			log.Warn("telemetry: closing the endpoint", "err", err)
+		}
+	}, nil
+}
 
 // exitNow ends the process when a drain outlives run.shutdown_grace.
 var exitNow = os.Exit
@@ -76,7 +94,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	rep, runErr := app.RunJob(ctx, cfg, app.RunOptions{Logger: log, Version: buildVersion(), Reopen: reopen})
+	opts := app.RunOptions{Logger: log, Version: buildVersion(), Reopen: reopen}
+	if cfg.Telemetry.On() {
+		srv, stop, err := startTelemetry(cfg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "pipeline: %v\n", err)
+			return exitFailed
+		}
+		defer stop()
+		opts.Telemetry = srv
+	}
+	rep, runErr := app.RunJob(ctx, cfg, opts)
 	// A signal is how run ends: not "interrupted".
 	code, _ := finishJob(rep, runErr, app.ErrNoSources, *report, stdout, stderr)
 	return code

@@ -17,8 +17,9 @@ import (
 )
 
 // runConfig writes a `pipeline run` config following dir/logs/**/*.jsonl
-// into dir/records, with fast timings so a test does not wait; extra is
-// appended (dedupe, windows).
+// into dir/records, with fast timings so a test does not wait, and its
+// telemetry endpoint on a free port (tests run at once; the port is
+// logged); extra is appended (dedupe, windows).
 func runConfig(t *testing.T, dir, extra string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, "c.yaml")
@@ -26,6 +27,7 @@ func runConfig(t *testing.T, dir, extra string) string {
 sinks: [{name: records, type: file, file: {dir: %q}}]
 dlq: {file: {dir: %q}}
 run: {state_dir: %q, checkpoint_every: 50ms, shutdown_grace: 60s}
+telemetry: {listen: "127.0.0.1:0"}
 sources:
   - name: logs
     type: file
@@ -158,9 +160,10 @@ type runProc struct {
 	done   chan error
 }
 
-func startRun(t testing.TB, bin, cfg string) *runProc {
+// startRun starts `pipeline run -c cfg`, with more flags if given.
+func startRun(t testing.TB, bin, cfg string, flags ...string) *runProc {
 	t.Helper()
-	p := &runProc{cmd: exec.Command(bin, "run", "-c", cfg), stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	p := &runProc{cmd: exec.Command(bin, append([]string{"run", "-c", cfg}, flags...)...), stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -327,6 +330,7 @@ sinks: [{name: k, type: kafka, kafka: {brokers: ["127.0.0.1:1"], topic: t, timeo
 retry: {max_elapsed: 10m, max_attempts: 1000}
 dlq: {file: {dir: %q}}
 run: {state_dir: %q, checkpoint_every: 50ms, shutdown_grace: 1s}
+telemetry: {listen: "127.0.0.1:0"}
 sources: [{name: logs, type: file, file: {include: [%q], poll_interval: 20ms}}]
 `, filepath.Join(dir, "dlq"), filepath.Join(dir, "state"), filepath.Join(dir, "logs", "*.jsonl"))
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
@@ -362,6 +366,7 @@ retry: {max_elapsed: 10m, max_attempts: 1000}
 `
 	tail := fmt.Sprintf(`dlq: {file: {dir: %q}}
 run: {state_dir: %q, checkpoint_every: 50ms, shutdown_grace: 10m}
+telemetry: {listen: "127.0.0.1:0"}
 sources: [{name: logs, type: file, file: {include: [%q], poll_interval: 20ms}}]
 `, filepath.Join(dir, "dlq"), filepath.Join(dir, "state"), filepath.Join(dir, "logs", "*.jsonl"))
 	down := head + "sinks: [{name: k, type: kafka, kafka: {brokers: [\"127.0.0.1:1\"], topic: t, timeout: 1s}}]\n" + tail

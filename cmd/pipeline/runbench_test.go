@@ -30,7 +30,7 @@ func BenchmarkRunLatency(b *testing.B) {
 		if err := os.MkdirAll(logs, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		y := fmt.Sprintf("sinks: [{name: records, type: file, file: {dir: %q}}]\ndlq: {file: {dir: %q}}\nrun: {state_dir: %q}\nsources: [{name: logs, type: file, file: {include: [%q]}}]\n",
+		y := fmt.Sprintf("sinks: [{name: records, type: file, file: {dir: %q}}]\ndlq: {file: {dir: %q}}\nrun: {state_dir: %q}\ntelemetry: {enabled: false}\nsources: [{name: logs, type: file, file: {include: [%q]}}]\n",
 			out, filepath.Join(dir, "dlq"), filepath.Join(dir, "state"), filepath.Join(logs, "*.jsonl"))
 		if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 			b.Fatal(err)

@@ -144,6 +144,10 @@ type File struct {
 
 	broken atomic.Pointer[error] // set once a write fails; Put refuses then
 
+	// size is the writer's total of segment bytes as of its last sync (or
+	// of OpenFile), for Size: stored once per sync, never per entry.
+	size atomic.Int64
+
 	statsMu sync.Mutex
 	stats   Stats
 	err     error // first error, returned by Close
@@ -234,6 +238,7 @@ func openFile(opts FileOptions, hooks fileHooks) (*File, error) {
 			f.w.nextSeq = seq + 1
 		}
 	}
+	f.size.Store(f.w.total)
 	if o.Overflow == OverflowFail && f.w.total >= o.MaxBytes {
 		f.w.setFull()
 	}
@@ -371,6 +376,13 @@ func (f *File) Stats() Stats {
 // Full is closed when the segments reach MaxBytes under OverflowFail
 // (possibly at OpenFile, if earlier runs left that much). It stays closed.
 func (f *File) Full() <-chan struct{} { return f.full }
+
+// Size is the bytes of the directory's segments, earlier runs' included
+// (what MaxBytes bounds), as of the writer's last sync.
+func (f *File) Size() int64 { return f.size.Load() }
+
+// MaxBytes is the cap on Size (FileOptions.MaxBytes, defaulted).
+func (f *File) MaxBytes() int64 { return f.opts.MaxBytes }
 
 // Dir returns the directory holding the segments.
 func (f *File) Dir() string { return f.opts.Dir }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -122,6 +123,9 @@ type Remote struct {
 	stats        Stats // the server's part
 	syncedFailed int64 // stats.Failed at the last Sync
 	err          error // first error, returned by Close
+
+	// down mirrors isDown for Down, which other goroutines call.
+	down atomic.Bool
 
 	// Writer state.
 	isDown     bool
@@ -265,6 +269,12 @@ func (r *Remote) Stored() int64 {
 // expires, it never fills. Without a fallback it is never closed.
 func (r *Remote) Full() <-chan struct{} { return r.fb.Full() }
 
+// Down reports whether the last write to the server failed (or Open could
+// not reach it) and no write has succeeded since: entries go to the
+// fallback meanwhile. It learns only from writes, so it stays as it was
+// while no entry comes.
+func (r *Remote) Down() bool { return r.down.Load() }
+
 // FellBack is how many entries went to the fallback since NewRemote.
 func (r *Remote) FellBack() int64 { return r.fb.Taken() }
 
@@ -335,6 +345,7 @@ func (r *Remote) write(batch []*Entry) {
 			r.log.Info(r.name+": "+r.upText, r.logAttrs("fell_back", r.FellBack())...)
 		}
 		r.isDown, r.backoff = false, 0
+		r.down.Store(false)
 	}
 	for _, rf := range res.Refused {
 		r.fallback([]*Entry{rf.Entry}, rf.Err)
@@ -356,6 +367,7 @@ func (r *Remote) markDown() {
 		r.backoff = min(2*r.backoff, r.maxBackoff)
 	}
 	r.isDown = true
+	r.down.Store(true)
 	r.downUntil = time.Now().Add(r.backoff)
 }
 

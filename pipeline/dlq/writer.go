@@ -249,6 +249,7 @@ func (w *writer) sync() error {
 		f.statsMu.Unlock()
 		w.clearPending()
 	}
+	w.f.size.Store(w.total)
 	w.lastSync = time.Now()
 	return nil
 }

@@ -151,6 +151,15 @@ func (b *Backend) Stats() dlq.Stats {
 	return st
 }
 
+// Ping asks the server whether it answers (for readiness checks): the
+// writer only learns of an outage when it has entries to write.
+func (b *Backend) Ping(ctx context.Context) error {
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return b.errorf("%w", redisconn.Classify(err))
+	}
+	return nil
+}
+
 // writer is the dlq.RemoteServer of Backend: it adds entries to the stream.
 // Only the Remote's writer goroutine uses it.
 type writer struct {
