@@ -132,6 +132,7 @@ func slowSinkBroker(t *testing.T, topics ...string) (*testkafka.Cluster, [][]byt
 func backpressureConfig(t *testing.T, dir string, kc *testkafka.Cluster, source string) string {
 	t.Helper()
 	y := fmt.Sprintf(`pipeline: {flush_every: 100ms}
+telemetry: {listen: "127.0.0.1:0"}
 sinks:
   - name: out
     type: kafka
@@ -278,4 +279,3 @@ func kafkaGroupLag(t *testing.T, c *kafkago.Client, group, topic string, partiti
 	}
 	return lag
 }
-

@@ -66,6 +66,7 @@ func newFleet(t *testing.T, srv *testredis.Server, source string) *fleet {
 
 	f.cfg = filepath.Join(f.dir, "fleet.yaml")
 	f.cfgText = fmt.Sprintf(`pipeline: {flush_every: 50ms}
+telemetry: {listen: "127.0.0.1:0"}
 sinks: [{name: records, type: file, file: {dir: "%[1]s/${TRACEPIPE_INSTANCE}/records"}}]
 dedupe: {enabled: true, store: redis, redis: {addr: "%[2]s", key_prefix: "dd:"}}
 dlq: {file: {dir: "%[1]s/${TRACEPIPE_INSTANCE}/dlq"}}
