@@ -5,10 +5,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/internal/testredis"
+	"github.com/tracepipe/tracepipe/pipeline"
 )
 
 // rawRead sends XREADGROUP as the source does, over protocol proto (2 or
@@ -112,5 +114,67 @@ func TestAppendEntries(t *testing.T) {
 		if e.id != string(raw[i].id) || string(e.payload) != string(raw[i].payload) {
 			t.Fatalf("entry %d: %q %q", i, e.id, e.payload)
 		}
+	}
+}
+
+// TestStopAndResumeFullReads: replies of count entries each, the job
+// taking batches one at a time. Stopped mid-way, nothing read is lost or
+// repeated: what the group holds pending for the consumer is, in order,
+// the entries after the last committed batch, and the same consumer
+// started again reads exactly the rest of the stream, in order; its stop,
+// with a read blocked on a stream read to its end (BLOCK 30s), is prompt.
+func TestStopAndResumeFullReads(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	c := srv.Client(t)
+	ids := add(t, c, 0, 500)
+	cfg := testCfg(srv, "c1")
+	cfg.Count, cfg.Block = 10, 30*time.Second
+	src, err := New("rs", cfg, Options{IDs: &pipeline.OriginIDs{}, Logger: quiet(), BatchUnits: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan *pipeline.Batch) // the job takes one batch at a time
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, out) }()
+	var first []string
+	for len(first) < 100 {
+		b := <-out
+		for i := range b.Units {
+			first = append(first, string(b.UnitKey(i)))
+		}
+		b.Acker.Ack(b.Seq)
+		b.Acker.(pipeline.WindowAcker).WindowAck(b.Seq)
+		pipeline.PutBatch(b)
+	}
+	sameIDs(t, "first read", first, ids[:100])
+	commit(t, src)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return within 2s of its context's end")
+	}
+	_ = src.Close()
+	pend := pendingIDs(t, c)
+	if len(pend) < 10 {
+		t.Fatalf("%d entries pending, want at least the batch being sent", len(pend))
+	}
+	sameIDs(t, "pending after the stop", pend, ids[100:100+len(pend)])
+
+	h := run(t, cfg, Options{BatchUnits: 10})
+	gs := h.take(400)
+	sameIDs(t, "read after the restart", idsOf(gs), ids[100:])
+	ackAll(gs...)
+	commit(t, h.src)
+	sameIDs(t, "pending at the end", pendingIDs(t, c), nil)
+	start := time.Now()
+	h.close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Run took %s to return with a read blocked", d)
 	}
 }
