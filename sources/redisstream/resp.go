@@ -41,12 +41,13 @@ type respReader struct {
 
 // line returns the next line, without its CRLF.
 func (r *respReader) line() ([]byte, error) {
-	j := bytes.Index(r.b[r.i:], []byte("\r\n"))
-	if j < 1 {
+	// A header line holds no LF but its end (strings are read by length).
+	j := bytes.IndexByte(r.b[r.i:], '\n')
+	if j < 2 || r.b[r.i+j-1] != '\r' {
 		return nil, errShortReply
 	}
-	l := r.b[r.i : r.i+j]
-	r.i += j + 2
+	l := r.b[r.i : r.i+j-1]
+	r.i += j + 1
 	return l, nil
 }
 
