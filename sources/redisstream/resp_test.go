@@ -102,9 +102,22 @@ func TestParseRead(t *testing.T) {
 	}
 }
 
-// TestAppendEntries: ids of a read share one allocation and read back
+// TestParseReadAllocs: parsing a reply allocates nothing once the
+// entries' slice has grown. (Not parallel: AllocsPerRun.)
+func TestParseReadAllocs(t *testing.T) {
+	reply := syntheticReply(512, 400)
+	dst, err := parseRead(reply, testStream, nil)
+	if err != nil || len(dst) != 512 {
+		t.Fatalf("%d entries, err %v", len(dst), err)
+	}
+	if a := testing.AllocsPerRun(20, func() { dst, _ = parseRead(reply, testStream, dst[:0]) }); a != 0 {
+		t.Fatalf("parseRead allocates %v times per reply", a)
+	}
+}
+
+// TestAppendEntriesAllocs: ids of a read share one allocation and read back
 // exactly. (Not parallel: AllocsPerRun.)
-func TestAppendEntries(t *testing.T) {
+func TestAppendEntriesAllocs(t *testing.T) {
 	raw := []rawEntry{{id: []byte("1-0"), payload: []byte("a")}, {id: []byte("1700000000000-12")}, {id: []byte("2-3"), payload: []byte("c")}}
 	var dst []entry
 	if a := testing.AllocsPerRun(20, func() { dst = appendEntries(dst[:0], raw) }); a != 1 {
