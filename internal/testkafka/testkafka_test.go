@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -141,5 +143,40 @@ func TestRestartWithoutPersistIsEmpty(t *testing.T) {
 	c.Restart()
 	if n := c.Count("a"); n != 0 {
 		t.Fatalf("count %d after restart without persistence", n)
+	}
+}
+
+// TestProcess: a broker process takes messages and gives them back, its
+// CPU time reads from /proc, and Stop ends it.
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the broker command")
+	}
+	p := StartProcess(t, Options{Topics: []string{"a"}, Partitions: 2})
+	w := &kafkago.Writer{Addr: kafkago.TCP(p.Addrs()...), Topic: "a", Transport: p.Transport(),
+		Balancer: &kafkago.RoundRobin{}, RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	msgs := make([]kafkago.Message, 40)
+	for i := range msgs {
+		msgs[i] = kafkago.Message{Value: fmt.Appendf(nil, "v%d", i)}
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadAll(context.Background(), p.Addrs(), p.Transport(), "a")
+	if err != nil || len(got) != len(msgs) {
+		t.Fatalf("read %d messages, err %v", len(got), err)
+	}
+	if runtime.GOOS == "linux" {
+		if cpu, err := p.CPU(); err != nil || cpu < 0 {
+			t.Fatalf("cpu %v, err %v", cpu, err)
+		}
+	}
+	pid := p.PID()
+	p.Stop()
+	if runtime.GOOS == "linux" {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Fatalf("broker process %d still there after Stop", pid)
+		}
 	}
 }

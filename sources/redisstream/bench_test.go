@@ -78,3 +78,31 @@ func BenchmarkRedisStreamSource(b *testing.B) {
 		b.Fatalf("%d pending after the last commit", p.Count)
 	}
 }
+
+// BenchmarkParseRead: parsing a raw XREADGROUP reply (RESP3) of 512
+// entries of 400-byte records, as readNew does. Per entry.
+func BenchmarkParseRead(b *testing.B) {
+	reply := syntheticReply(512, 400)
+	var dst []rawEntry
+	b.ReportAllocs()
+	b.SetBytes(int64(len(reply)))
+	for b.Loop() {
+		var err error
+		if dst, err = parseRead(reply, testStream, dst[:0]); err != nil || len(dst) != 512 {
+			b.Fatal(len(dst), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/512, "ns/entry")
+}
+
+// syntheticReply is a RESP3 XREADGROUP reply of n entries of size-byte
+// records, as redis-server 7 sends it.
+func syntheticReply(n, size int) []byte {
+	rec := strings.Repeat("r", size)
+	reply := fmt.Appendf(nil, "%%1\r\n$%d\r\n%s\r\n*%d\r\n", len(testStream), testStream, n)
+	for i := range n {
+		id := fmt.Sprintf("1767225600000-%d", i)
+		reply = fmt.Appendf(reply, "*2\r\n$%d\r\n%s\r\n*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(id), id, len(RecordField), RecordField, len(rec), rec)
+	}
+	return reply
+}

@@ -26,7 +26,9 @@
 // On start the consumer first reads its own pending entries (XREADGROUP
 // with id 0, page after page until none is left): what it had read before a
 // crash and never acknowledged. Then new entries (">"), COUNT count, BLOCK
-// block. After a connection error it reads its own pending entries again,
+// block, sent as a raw command and its reply parsed in place (resp.go):
+// go-redis's own reply type costs a map and several strings per entry.
+// After a connection error it reads its own pending entries again,
 // skipping those it holds in flight: an XREADGROUP whose reply was lost
 // left entries pending for this consumer that it never saw.
 //

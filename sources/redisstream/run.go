@@ -218,7 +218,7 @@ func (s *Source) rewind(ctx context.Context, from *pos, to pos, takeover bool) e
 		if len(msgs) == 0 {
 			return nil
 		}
-		if err := s.emit(msgs, emitRewind, takeover); err != nil {
+		if err := s.emit(entriesOf(msgs), emitRewind, takeover); err != nil {
 			return err
 		}
 		*from, _ = parsePos(msgs[len(msgs)-1].ID)
@@ -312,7 +312,7 @@ func (s *Source) pendingBatch(ctx context.Context, msgs []goredis.XMessage, coun
 	if len(keep) == 0 {
 		return nil
 	}
-	return s.emit(keep, emitPending, false)
+	return s.emit(entriesOf(keep), emitPending, false)
 }
 
 // poison hands entry m, delivered deliveries times, to Options.Poison and
@@ -344,17 +344,16 @@ func (s *Source) readNew(ctx context.Context) (int, error) {
 		block = min(block, s.cfg.IdleTimeout)
 	}
 	block = max(block, time.Millisecond) // BLOCK 0 would wait for ever
-	res, err := s.rd.XReadGroup(ctx, &goredis.XReadGroupArgs{
-		Group: s.cfg.Group, Consumer: s.consumer, Streams: []string{s.cfg.Stream, ">"},
-		Count: int64(s.cfg.Count), Block: block,
-	}).Result()
+	s.raw.Reset()
+	err := s.rd.DoRawWriteTo(ctx, &s.raw, "XREADGROUP", "GROUP", s.cfg.Group, s.consumer,
+		"COUNT", s.cfg.Count, "BLOCK", block.Milliseconds(), "STREAMS", s.cfg.Stream, ">").Err()
 	if ctx.Err() != nil {
 		// The read was cut by the close: whatever it got is pending here
 		// and read again at the next start.
 		return 0, errStopped
 	}
-	if errors.Is(err, goredis.Nil) {
-		return 0, nil
+	if err == nil {
+		s.rents, err = parseRead(s.raw.Bytes(), s.cfg.Stream, s.rents[:0])
 	}
 	if err != nil {
 		if goredis.HasErrorPrefix(err, "NOGROUP") {
@@ -364,17 +363,14 @@ func (s *Source) readNew(ctx context.Context) (int, error) {
 		}
 		return 0, s.errorf("read: %w", redisconn.Classify(err))
 	}
-	n := 0
-	for _, r := range res {
-		if len(r.Messages) == 0 {
-			continue
-		}
-		n += len(r.Messages)
-		if err := s.emit(r.Messages, emitNew, false); err != nil {
-			return n, err
-		}
+	if len(s.rents) == 0 {
+		return 0, nil
 	}
-	return n, nil
+	s.ents = appendEntries(s.ents[:0], s.rents)
+	clear(s.rents)
+	err = s.emit(s.ents, emitNew, false)
+	clear(s.ents) // no reference to the reply or its ids kept
+	return len(s.ents), err
 }
 
 // How a batch's entries were read.
@@ -386,7 +382,7 @@ const (
 
 // emit builds msgs into batches and sends them. It returns errStopped when
 // ctx ended first.
-func (s *Source) emit(msgs []goredis.XMessage, how int, takeover bool) error {
+func (s *Source) emit(msgs []entry, how int, takeover bool) error {
 	var b *pipeline.Batch
 	var ids []string
 	var last pos
@@ -410,8 +406,8 @@ func (s *Source) emit(msgs []goredis.XMessage, how int, takeover bool) error {
 	}
 	for i := range msgs {
 		m := &msgs[i]
-		p, _ := parsePos(m.ID)
-		payload, _ := m.Values[RecordField].(string)
+		p, _ := parsePos(m.id)
+		payload := m.payload
 		if b != nil && (len(b.Units) >= s.o.BatchUnits || len(b.Buf)+len(payload) > s.o.BatchBytes) {
 			if err := flush(); err != nil {
 				return err
@@ -436,10 +432,10 @@ func (s *Source) emit(msgs []goredis.XMessage, how int, takeover bool) error {
 		b.Units = append(b.Units, pipeline.Unit{Start: start, End: len(b.Buf), Offset: int64(p.ms), Size: size, Flags: flags})
 		u := &b.Units[len(b.Units)-1]
 		u.KeyStart = int32(len(b.Buf))
-		b.Buf = append(b.Buf, m.ID...)
+		b.Buf = append(b.Buf, m.id...)
 		u.KeyEnd = int32(len(b.Buf))
 		if ids != nil {
-			ids = append(ids, m.ID)
+			ids = append(ids, m.id)
 		}
 		last = p
 		if how != emitRewind {

@@ -1,6 +1,7 @@
 package redisstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -101,6 +102,9 @@ type Source struct {
 	idleSent bool
 	claimAt  time.Time
 	detected bool
+	raw      bytes.Buffer // the last XREADGROUP reply
+	rents    []rawEntry   // its entries
+	ents     []entry
 	// Setup's state, kept across its retries.
 	startLast            pos // the group's last delivered id at start
 	rewinding            bool
@@ -195,6 +199,9 @@ func New(name string, cfg config.RedisStreamSource, o Options) (*Source, error) 
 	ro := redisconn.Options(cfg.Redis)
 	ro.MaxRetries = -1
 	ro.PoolSize = 1
+	// The read is a raw command, which go-redis gives no BLOCK-aware
+	// read timeout: the connection's own must outlast BLOCK.
+	ro.ReadTimeout += cfg.Block
 
 	origin := o.Origin
 	origin.ID = o.IDs.Next()
