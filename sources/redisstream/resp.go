@@ -108,7 +108,10 @@ func atoi(b []byte) (int, error) {
 func (r *respReader) str() ([]byte, error) {
 	if r.i < len(r.b) && r.b[r.i] == '+' {
 		l, err := r.line()
-		return l[1:], err
+		if err != nil {
+			return nil, err
+		}
+		return l[1:], nil
 	}
 	typ, n, null, err := r.header()
 	if err != nil || null {
@@ -119,6 +122,9 @@ func (r *respReader) str() ([]byte, error) {
 	}
 	if r.i+n+2 > len(r.b) {
 		return nil, errShortReply
+	}
+	if r.b[r.i+n] != '\r' || r.b[r.i+n+1] != '\n' {
+		return nil, fmt.Errorf("redis: a %d-byte string not ended by CRLF", n)
 	}
 	s := r.b[r.i : r.i+n]
 	r.i += n + 2
