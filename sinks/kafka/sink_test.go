@@ -369,7 +369,7 @@ func TestSASL(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	server, client := selfSigned(t)
+	server, client := testkafka.SelfSigned(t)
 	c := testkafka.StartWith(t, testkafka.Options{Topics: []string{"records"}, TLS: server, ClientTLS: client})
 	lines := genLines(t, 10, 0)
 

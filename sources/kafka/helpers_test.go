@@ -99,6 +99,7 @@ type harness struct {
 	mu      sync.Mutex
 	batches []got
 	units   int
+	byTopic map[string]int // units per topic, when the source reads several
 }
 
 func newSource(t testing.TB, cfg config.KafkaSource, o Options) *Source {
@@ -119,8 +120,18 @@ func newSource(t testing.TB, cfg config.KafkaSource, o Options) *Source {
 }
 
 func start(t testing.TB, s *Source, autoAck bool) *harness {
+	return startWith(t, s, autoAck, nil)
+}
+
+// startTopics starts s acking every batch and counting its units per
+// topic in byTopic (read it under h.mu).
+func startTopics(t testing.TB, s *Source, byTopic map[string]int) *harness {
+	return startWith(t, s, true, byTopic)
+}
+
+func startWith(t testing.TB, s *Source, autoAck bool, byTopic map[string]int) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, src: s, cancel: cancel, done: make(chan error, 1), autoAck: autoAck}
+	h := &harness{t: t, src: s, cancel: cancel, done: make(chan error, 1), autoAck: autoAck, byTopic: byTopic}
 	out := make(chan *pipeline.Batch, 4)
 	go func() { h.done <- s.Run(ctx, out) }()
 	go func() {
@@ -150,7 +161,11 @@ func start(t testing.TB, s *Source, autoAck bool) *harness {
 
 func (h *harness) take(b *pipeline.Batch) {
 	g := got{partition: b.Origin.Partition, seq: b.Seq, originID: b.Origin.ID, windowsOnly: b.WindowsOnly, acker: b.Acker}
-	if b.Origin.Kind != Kind || b.Origin.Path != testTopic || b.Origin.Key != fmt.Sprintf("kafka:%s:%d", testTopic, b.Origin.Partition) {
+	topic := testTopic
+	if h.byTopic != nil {
+		topic = b.Origin.Path
+	}
+	if b.Origin.Kind != Kind || b.Origin.Path != topic || b.Origin.Key != fmt.Sprintf("kafka:%s:%d", topic, b.Origin.Partition) {
 		h.t.Errorf("origin %+v", *b.Origin)
 	}
 	for i := range b.Units {
@@ -169,6 +184,9 @@ func (h *harness) take(b *pipeline.Batch) {
 	h.mu.Lock()
 	h.batches = append(h.batches, g)
 	h.units += len(g.offsets)
+	if h.byTopic != nil {
+		h.byTopic[topic] += len(g.offsets)
+	}
 	h.mu.Unlock()
 }
 
