@@ -42,7 +42,13 @@ func FuzzParseRead(f *testing.F) {
 		}
 		// Built back as a RESP2 reply, the entries parse to themselves.
 		var b bytes.Buffer
-		bulk := func(s []byte) { b.WriteString("$"); b.WriteString(itoa(len(s))); b.WriteString("\r\n"); b.Write(s); b.WriteString("\r\n") }
+		bulk := func(s []byte) {
+			b.WriteString("$")
+			b.WriteString(itoa(len(s)))
+			b.WriteString("\r\n")
+			b.Write(s)
+			b.WriteString("\r\n")
+		}
 		b.WriteString("*1\r\n*2\r\n")
 		bulk([]byte("s"))
 		b.WriteString("*" + itoa(len(es)) + "\r\n")
