@@ -83,24 +83,11 @@ sources:
 	return f
 }
 
-// start starts process name.
+// start starts process name (its $TRACEPIPE_INSTANCE).
 func (f *fleet) start(name string) {
-	t := f.t
-	t.Helper()
-	p := &runProc{cmd: exec.Command(f.bin, "run", "-c", f.cfg), stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), "TRACEPIPE_INSTANCE="+name)
-	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	f.procs[name] = p
+	f.t.Helper()
+	f.t.Setenv("TRACEPIPE_INSTANCE", name)
+	f.procs[name] = startRun(f.t, f.bin, f.cfg)
 }
 
 // produce sends the corpus's lines in chunks of 500 with send, pausing
