@@ -74,7 +74,8 @@ Usage:
 Without -c the embedded default config (the shipped config.yaml) is used.
 
 Exit codes: 0 done (DLQ entries or not), 1 outputs failed or run did not
-reconcile (query: the store could not be read), 2 usage or config error,
+reconcile (query: the store could not be read; top: the endpoint could
+not be reached for a snapshot), 2 usage or config error,
 3 DLQ entries with --fail-on-dlq, 4 DLQ full (overflow: fail),
 130 interrupted.
 `
