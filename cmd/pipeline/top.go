@@ -591,7 +591,7 @@ func renderTop(v *topView, st topStatus) []topLine {
 		if r.Name == "bytes read" {
 			total = fmtBytes(r.Total)
 			if r.HasRate {
-				rate = fmtBytes(r.Rate)
+				rate = fmtBytes(r.Rate) + "/s"
 			}
 		}
 		add(styleNormal, "  %-20s %14s %12s", r.Name, total, rate)

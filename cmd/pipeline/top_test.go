@@ -279,6 +279,7 @@ func TestTopRender(t *testing.T) {
 		"cannot reach http://127.0.0.1:9464/metrics: connection refused (retrying every 1s)",
 		"  in                            37846        12846",
 		"  dlq                             682          195",
+		"  bytes read                 22.8 MiB    8.0 MiB/s",
 		"  logs                 running             37846        12846              -",
 		"  records                       37121        12608        82         0         0         0 closed         0",
 		"  sample                        37121        12608        82         0         0         0 open           0",
