@@ -26,10 +26,12 @@ vet:
 # redis-server get one from scripts/ensure-redis; with
 # TRACEPIPE_REQUIRE_REDIS=1 a missing server fails them instead of skipping.
 # deploy/'s test runs systemd-analyze verify on the unit: the same holds for
-# scripts/ensure-systemd-analyze and TRACEPIPE_REQUIRE_TOOLS=1.
+# scripts/ensure-systemd-analyze and TRACEPIPE_REQUIRE_TOOLS=1, and for
+# cmd/pipeline's test of `pipeline top` in a tmux pane and scripts/ensure-tmux.
 test: vet
 	./scripts/ensure-redis
 	./scripts/ensure-systemd-analyze
+	./scripts/ensure-tmux
 	TRACEPIPE_REQUIRE_REDIS=1 $(GO) test -count=1 -run 'Alloc|Accuracy|Memory' $(PKGS)
 	TRACEPIPE_REQUIRE_REDIS=1 TRACEPIPE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 15m $(PKGS)
 

@@ -64,12 +64,18 @@ Usage:
       Inspect the dead-letter queue: list entries (filters: --class, --code,
       --stage, --source, --since, --until), show one with its payload and
       context, count them, or delete them (purge asks unless --yes).
+  pipeline top [-c config.yaml | --url http://127.0.0.1:9464/metrics] [--interval 1s] [--once]
+      A live view of a running pipeline run (or replay --metrics), read
+      from its /metrics and /readyz: rates per source and sink, DLQ per
+      class, breakers, retry queues, window lag, checkpoint age. q or
+      Ctrl-C quits. Not on a terminal, or with --once: one plain snapshot.
   pipeline version
 
 Without -c the embedded default config (the shipped config.yaml) is used.
 
 Exit codes: 0 done (DLQ entries or not), 1 outputs failed or run did not
-reconcile (query: the store could not be read), 2 usage or config error,
+reconcile (query: the store could not be read; top: the endpoint could
+not be reached for a snapshot), 2 usage or config error,
 3 DLQ entries with --fail-on-dlq, 4 DLQ full (overflow: fail),
 130 interrupted.
 `
@@ -114,6 +120,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "query":
 		return cmdQuery(ctx, args[1:], stdout, stderr)
+	case "top":
+		return cmdTop(ctx, args[1:], stdout, stderr)
 	case "version", "help", "-h", "--help":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "pipeline: %s: unexpected argument %q\n\n%s", args[0], args[1], usage)
