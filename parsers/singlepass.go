@@ -761,7 +761,7 @@ func (d *Decoder) spMatch(data []byte, es []fieldEntry, v *spVal, attr int32) {
 		t, at := *v, attr
 		if e.rest != "" {
 			var ok bool
-			if t, ok = d.spResolve(data, v, e.rest); !ok {
+			if t, ok = d.spResolve(data, *v, e.rest); !ok {
 				continue
 			}
 			at = -1
@@ -785,7 +785,9 @@ func (d *Decoder) spMatch(data []byte, es []fieldEntry, v *spVal, attr int32) {
 
 // spResolve is resolve on the unit's bytes: path inside object v, the
 // literal key first, then each split at a dot. Nulls do not count.
-func (d *Decoder) spResolve(data []byte, v *spVal, path string) (spVal, bool) {
+// v is taken by value: a pointer to the recursion's c would move c to the
+// heap on every nested lookup.
+func (d *Decoder) spResolve(data []byte, v spVal, path string) (spVal, bool) {
 	if v.kind != spObject {
 		return spVal{}, false
 	}
@@ -797,7 +799,7 @@ func (d *Decoder) spResolve(data []byte, v *spVal, path string) (spVal, bool) {
 			continue
 		}
 		if c, ok := d.spGet(data, int(v.pos), path[:i]); ok {
-			if r, ok := d.spResolve(data, &c, path[i+1:]); ok {
+			if r, ok := d.spResolve(data, c, path[i+1:]); ok {
 				return r, true
 			}
 		}
