@@ -230,6 +230,7 @@ func jsonlPaths(c *config.JSONLPaths, o *parsers.JSONLFields) []struct{ cfg, opt
 		{&c.TraceID, &o.TraceID}, {&c.SpanID, &o.SpanID}, {&c.ParentID, &o.ParentID},
 		{&c.Service, &o.Service}, {&c.Name, &o.Name}, {&c.Message, &o.Message},
 		{&c.Kind, &o.Kind}, {&c.Status, &o.Status}, {&c.Severity, &o.Severity}, {&c.Time, &o.Time},
+		{&c.Start, &o.Start}, {&c.End, &o.End},
 	}
 }
 

@@ -76,6 +76,8 @@ type JSONLPaths struct {
 	Status   []string        `yaml:"status"`
 	Severity []string        `yaml:"severity"`
 	Time     []string        `yaml:"time"`
+	Start    []string        `yaml:"start_time"` // span start: the time when no time path is present
+	End      []string        `yaml:"end_time"`   // span end: end - start is the duration when no duration path is present
 	Duration []DurationField `yaml:"duration"`
 }
 
@@ -556,6 +558,7 @@ func (j *JSONLPaths) validatePaths(v *check, prefix string) {
 		{"trace_id", j.TraceID}, {"span_id", j.SpanID}, {"parent_id", j.ParentID},
 		{"service", j.Service}, {"name", j.Name}, {"message", j.Message}, {"kind", j.Kind},
 		{"status", j.Status}, {"severity", j.Severity}, {"time", j.Time},
+		{"start_time", j.Start}, {"end_time", j.End},
 	}
 	path := func(key, p string) {
 		switch {

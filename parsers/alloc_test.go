@@ -25,6 +25,16 @@ const (
 		`"user_agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"},` +
 		`"net.peer.ip":"10.0.3.17","user_id":"u-98231","region":"eu-west-1","host":"web-7f9c-5d8b9","retry":false}`
 
+	// jsonlNestedLine is jsonlSpanLine in the nested-attributes layout
+	// (OTLP-shaped span line): resource and attributes objects, a start and
+	// end time pair, a status object. The same record comes out.
+	jsonlNestedLine = `{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","parent_span_id":"53995c3f42cd8ad8",` +
+		`"resource":{"attributes":{"service.name":"checkout-service"}},"name":"POST /api/v1/orders/{id}/items","kind":"SPAN_KIND_SERVER",` +
+		`"start_time_unix_nano":1715678467123456789,"end_time_unix_nano":1715678467136000000,"status":{"code":"STATUS_CODE_OK"},` +
+		`"attributes":{"http.method":"POST","http.url":"https://shop.example.com/api/v1/orders/8d3c2f7a-51b4-4c3e-9a57-0c6f2d9e4b11/items?expand=true",` +
+		`"http.user_agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",` +
+		`"message":"order items updated after stock check"}}`
+
 	otlpSpanLine = `{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout-service"}},` +
 		`{"key":"host.name","value":{"stringValue":"web-7f9c-5d8b9"}},{"key":"process.pid","value":{"intValue":"4242"}}]},` +
 		`"scopeSpans":[{"scope":{"name":"io.opentelemetry.http","version":"1.2.0"},"spans":[{"traceId":"4BF92F3577B34DA6A3CE929D0E0E4736",` +
@@ -50,6 +60,7 @@ var typicalUnits = []struct {
 }{
 	{"jsonl", jsonlSpanLine, pipeline.FormatJSONL, 4},
 	{"jsonl_dense", jsonlDenseLine, pipeline.FormatJSONL, 9},
+	{"jsonl_nested", jsonlNestedLine, pipeline.FormatJSONL, 4},
 	{"otlp", otlpSpanLine, pipeline.FormatOTLP, 9},
 	{"zipkin", zipkinSpanLine, pipeline.FormatZipkin, 5},
 }

@@ -37,7 +37,16 @@ var goldenCases = []goldenCase{
 	{name: "otlp_file_exporter_logs", input: "otlp/file-exporter.logs.jsonl", format: pipeline.FormatOTLP},
 	{name: "zipkin_spans", input: "parsers/zipkin/spans.json", format: pipeline.FormatZipkin, whole: true},
 	{name: "zipkin_lines", input: "parsers/zipkin/lines.jsonl", format: pipeline.FormatZipkin},
+	// The layouts recognised with no config (layouts.go); where each line
+	// comes from is in testdata/parsers/layouts/SOURCES.md. Lines without
+	// a trace id are kept (missing_trace_id: keep) to show their records.
+	{name: "layout_otlp_span_lines", input: "parsers/layouts/otlp-span-lines.jsonl", format: pipeline.FormatJSONL},
+	{name: "layout_otel_log_data_model", input: "parsers/layouts/otel-log-data-model.jsonl", format: pipeline.FormatJSONL, opts: keepTraceless},
+	{name: "layout_ecs", input: "parsers/layouts/ecs.jsonl", format: pipeline.FormatJSONL, opts: keepTraceless},
+	{name: "layout_loggers", input: "parsers/layouts/loggers.jsonl", format: pipeline.FormatJSONL, opts: keepTraceless},
 }
+
+func keepTraceless(o *Options) { o.MissingTraceID = "keep" }
 
 // loadBatch reads an input file into a batch, whole or one unit per line.
 func loadBatch(t testing.TB, path string, whole bool) *pipeline.Batch {

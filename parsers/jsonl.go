@@ -1,6 +1,7 @@
 package parsers
 
 import (
+	"math/bits"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -40,6 +41,7 @@ type hit struct {
 	prio uint32
 	top  int32 // index of the top-level key v is, or -1 when nested
 	unit int8
+	conv uint8
 }
 
 const noHit = ^uint32(0)
@@ -60,8 +62,8 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 	defer d.release(mark)
 	keys := &d.pr.keys
 	for i := range kvs {
-		if es := keys.lookup(kvs[i].k); es != nil {
-			d.match(es, kvs[i].v, int32(i))
+		if s := keys.lookup(kvs[i].k); s != nil && len(s.entries) > 0 {
+			d.match(s.entries, kvs[i].v, int32(i))
 		}
 	}
 
@@ -75,12 +77,12 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 
 	h := &d.hits[fTrace]
 	if h.v != nil {
-		r.TraceID, fail = d.id(b, h.v, true, "trace id")
+		r.TraceID, fail = d.fieldID(b, h, true, "trace id")
 		d.use(h)
 	}
 	if h = &d.hits[fSpan]; h.v != nil {
 		var f failure
-		r.SpanID, f = d.id(b, h.v, false, "span id")
+		r.SpanID, f = d.fieldID(b, h, false, "span id")
 		fail = firstFailure(fail, f)
 		d.use(h)
 	}
@@ -90,14 +92,46 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 		fail = firstFailure(fail, f)
 		d.use(h)
 	}
+	const notTime = " is neither a Unix time nor RFC 3339"
+	hasTime := false
 	if h = &d.hits[fTime]; h.v != nil {
 		var f failure
-		r.Time, f = d.eventTime(h.v, d.pr.timeUnit, true, "time", " is neither a Unix time nor RFC 3339")
+		r.Time, f = d.eventTime(h.v, d.pr.timeUnit, true, "time", notTime)
 		fail = firstFailure(fail, f)
+		hasTime = true
 		d.use(h)
 	}
+	// A span start is the time when there is no time field, and with an
+	// end the duration when there is no duration field (startEnd).
+	hs, he, hd := &d.hits[fStart], &d.hits[fEnd], &d.hits[fDuration]
+	pair := hs.v != nil && he.v != nil && hd.v == nil
+	var start int64
+	startOK := false
+	if hs.v != nil && (!hasTime || pair) {
+		var f failure
+		start, f = d.eventTime(hs.v, d.pr.timeUnit, true, "start time", notTime)
+		fail = firstFailure(fail, f)
+		startOK = f.code == ""
+		if !hasTime {
+			r.Time = start
+		}
+		d.use(hs)
+	}
 	hasDuration := false
-	if h = &d.hits[fDuration]; h.v != nil {
+	if pair {
+		end, f := d.eventTime(he.v, d.pr.timeUnit, true, "end time", notTime)
+		switch {
+		case f.code != "":
+			fail = firstFailure(fail, f)
+		case startOK && end < start:
+			fail = firstFailure(fail, failure{codeBadDuration, "end time is before start time"})
+		case startOK:
+			r.Duration = end - start
+		}
+		hasDuration = true
+		d.use(he)
+	}
+	if h = hd; h.v != nil {
 		n, st, typed := d.nanos(h.v, int(h.unit), false)
 		ok := st == tOK
 		switch {
@@ -142,7 +176,11 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 		d.use(h)
 	}
 	if h = &d.hits[fSeverity]; h.v != nil && r.Signal == pipeline.SignalLog {
-		r.Severity, _ = d.text(b, h.v)
+		if name := d.severityConv(h); name != "" {
+			r.Severity = b.CopyString(name)
+		} else {
+			r.Severity, _ = d.text(b, h.v)
+		}
 		d.use(h)
 	}
 	if h = &d.hits[fKind]; h.v != nil {
@@ -169,14 +207,37 @@ func (d *Decoder) decodeJSONL(b *pipeline.Batch, u int, root *fastjson.Value) {
 		} else if d.usedValue(v) {
 			continue
 		}
-		if t := d.typ(v); t != fastjson.TypeObject {
+		t := d.typ(v)
+		k := kvs[i].k
+		kb := unsafe.Slice(unsafe.StringData(k), len(k))
+		if t == fastjson.TypeObject {
+			if s := keys.lookup(k); s != nil && s.ctr != ctrNone && d.hasMembers(v) {
+				d.container(b, v, s.ctr)
+				continue
+			}
+		}
+		// A key spelling a container member with dots is renamed as the
+		// member would be: built in d.key (and copied) for a resource one.
+		built := false
+		if rest, ok := hoistRename(kb); ok {
+			kb = rest
+		} else if rest, ok := resRename(kb); ok {
+			d.key = append(append(d.key[:0], resourcePrefix+"."...), rest...)
+			built = true
+		}
+		if t != fastjson.TypeObject {
 			// A top-level scalar or array: its key is the member's own.
-			k := kvs[i].k
 			typ, val := d.attrValue(b, v, t)
-			b.Attrs = append(b.Attrs, pipeline.Attr{Key: d.copy(b, unsafe.Slice(unsafe.StringData(k), len(k))), Value: val, Type: typ})
+			if built {
+				d.appendAttr(b, typ, val)
+			} else {
+				b.Attrs = append(b.Attrs, pipeline.Attr{Key: d.copy(b, kb), Value: val, Type: typ})
+			}
 			continue
 		}
-		d.key = append(d.key[:0], kvs[i].k...)
+		if !built {
+			d.key = append(d.key[:0], kb...)
+		}
 		d.flatten(b, v, 0)
 	}
 
@@ -238,8 +299,14 @@ func (d *Decoder) match(es []fieldEntry, v *fastjson.Value, idx int32) {
 			if !d.isScalarText(t) {
 				continue
 			}
+		case fStart, fEnd:
+			// Only a string or number is taken as a span's start or
+			// end; an object or a boolean so named stays an attribute.
+			if tt := d.typ(t); tt != fastjson.TypeString && tt != fastjson.TypeNumber {
+				continue
+			}
 		}
-		*h = hit{v: t, prio: e.prio, top: top, unit: e.unit}
+		*h = hit{v: t, prio: e.prio, top: top, unit: e.unit, conv: e.conv}
 	}
 }
 
@@ -309,4 +376,128 @@ func (d *Decoder) flatten(b *pipeline.Batch, v *fastjson.Value, depth int) {
 	}
 	d.key = d.key[:n]
 	d.release(mark)
+}
+
+// hasMembers reports whether object v has a member.
+func (d *Decoder) hasMembers(v *fastjson.Value) bool {
+	kvs, mark := d.members(v)
+	d.release(mark)
+	return len(kvs) > 0
+}
+
+// container appends the members of v, the object of a top-level container
+// key (of kind ctr, not empty), as attributes: under their own names
+// (ctrHoist), or prefixed "resource." with an "attributes" object's members
+// taken as the container's own (ctrRes). Nested objects are flattened at
+// the depth they are in the line.
+func (d *Decoder) container(b *pipeline.Batch, v *fastjson.Value, ctr uint8) {
+	kvs, mark := d.members(v)
+	for i := range kvs {
+		c := kvs[i].v
+		if len(d.usedVals) > 0 && d.usedValue(c) {
+			continue
+		}
+		k := kvs[i].k
+		kb := unsafe.Slice(unsafe.StringData(k), len(k))
+		t := d.typ(c)
+		if ctr == ctrHoist {
+			if t != fastjson.TypeObject {
+				typ, val := d.attrValue(b, c, t)
+				b.Attrs = append(b.Attrs, pipeline.Attr{Key: d.copy(b, kb), Value: val, Type: typ})
+				continue
+			}
+			d.key = append(d.key[:0], kb...)
+			d.flatten(b, c, 1)
+			continue
+		}
+		d.key = append(d.key[:0], resourcePrefix...)
+		switch {
+		case k == attrsKeyPrefix && t == fastjson.TypeObject && d.hasMembers(c):
+			// The resource's attributes: flattened under "resource".
+		case len(k) > len(attrsKeyPrefix)+1 && k[:len(attrsKeyPrefix)+1] == attrsKeyPrefix+".":
+			d.key = append(append(d.key, '.'), k[len(attrsKeyPrefix)+1:]...)
+		default:
+			d.key = append(append(d.key, '.'), k...)
+		}
+		d.flatten(b, c, 1)
+	}
+	d.release(mark)
+}
+
+// fieldID reads the id of candidate h: hex, or decimal for a convDecimalID
+// path. The failure's code is "" on success.
+func (d *Decoder) fieldID(b *pipeline.Batch, h *hit, trace bool, name string) ([]byte, failure) {
+	if h.conv != convDecimalID {
+		return d.id(b, h.v, trace, name)
+	}
+	var id []byte
+	ok := false
+	switch d.typ(h.v) {
+	case fastjson.TypeString:
+		s := d.strBytes(h.v)
+		view, _ := d.strView(s)
+		id, ok = decimalID(b, s, view, trace, true)
+	case fastjson.TypeNumber:
+		id, ok = decimalID(b, d.number(h.v), nil, trace, false)
+	default:
+		return nil, failure{codeWrongType, name + " is a " + h.v.Type().String() + ", not a string or number"}
+	}
+	if !ok {
+		if trace {
+			return nil, failure{codeBadID, name + " is not a decimal 64-bit id or 32 hex digits"}
+		}
+		return nil, failure{codeBadID, name + " is not a decimal 64-bit id"}
+	}
+	return id, failure{}
+}
+
+// severityConv returns the short name of a convSeverityNumber candidate's
+// number, or "" (the value is then taken as text).
+func (d *Decoder) severityConv(h *hit) string {
+	if h.conv != convSeverityNumber {
+		return ""
+	}
+	return severityName(d.enumText(h.v))
+}
+
+// decimalID reads s, an id written as a decimal integer of at most 64
+// bits, into lowercase hex in the arena: 16 digits for a span id, and for a
+// trace id 16 zeros and then those 16 (the 128-bit id whose high half is
+// zero, the form OpenTelemetry gives a 64-bit trace id). A trace id of 32
+// characters in a string (hexOK) is read as hex instead, see copyID (view is
+// s's own bytes in the unit, or nil). An empty or zero id is missing (nil,
+// true); ok is false when s is neither.
+func decimalID(b *pipeline.Batch, s, view []byte, trace, hexOK bool) ([]byte, bool) {
+	if trace && hexOK && len(s) == 32 {
+		return copyID(b, s, view, true)
+	}
+	if len(s) == 0 {
+		return nil, true
+	}
+	if len(s) > 20 {
+		return nil, false
+	}
+	var n uint64
+	for _, c := range s {
+		if c-'0' > 9 {
+			return nil, false
+		}
+		hi, lo := bits.Mul64(n, 10)
+		lo, carry := bits.Add64(lo, uint64(c-'0'), 0)
+		if hi != 0 || carry != 0 {
+			return nil, false
+		}
+		n = lo
+	}
+	if n == 0 {
+		return nil, true
+	}
+	start := len(b.Arena)
+	if trace {
+		b.Arena = append(b.Arena, "0000000000000000"...)
+	}
+	for shift := 60; shift >= 0; shift -= 4 {
+		b.Arena = append(b.Arena, hexDigits[n>>uint(shift)&0xF])
+	}
+	return b.Arena[start:len(b.Arena):len(b.Arena)], true
 }

@@ -51,6 +51,44 @@ type stdJSONLDense struct {
 	Retry     bool   `json:"retry"`
 }
 
+// stdJSONLNested has the fields of jsonlNestedLine.
+type stdJSONLNested struct {
+	TraceID      string `json:"trace_id"`
+	SpanID       string `json:"span_id"`
+	ParentSpanID string `json:"parent_span_id"`
+	Resource     struct {
+		Attributes struct {
+			ServiceName string `json:"service.name"`
+		} `json:"attributes"`
+	} `json:"resource"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Start  int64  `json:"start_time_unix_nano"`
+	End    int64  `json:"end_time_unix_nano"`
+	Status struct {
+		Code string `json:"code"`
+	} `json:"status"`
+	Attributes struct {
+		Method    string `json:"http.method"`
+		URL       string `json:"http.url"`
+		UserAgent string `json:"http.user_agent"`
+		Message   string `json:"message"`
+	} `json:"attributes"`
+}
+
+// BenchmarkDecodeJSONLLayouts decodes the same span in the flat layout
+// (jsonlSpanLine) and in the nested-attributes one (jsonlNestedLine), each
+// beside encoding/json decoding it into a struct: the nested layout must
+// stay within 10% of the flat one's MB/s.
+func BenchmarkDecodeJSONLLayouts(b *testing.B) {
+	b.Logf("flat line %d bytes, nested line %d bytes", len(jsonlSpanLine), len(jsonlNestedLine))
+	b.Run("flat", func(b *testing.B) { benchDecode(b, jsonlSpanLine, pipeline.FormatJSONL) })
+	b.Run("nested", func(b *testing.B) { benchDecode(b, jsonlNestedLine, pipeline.FormatJSONL) })
+	b.Run("flat_encoding_json", func(b *testing.B) { benchStd[stdJSONLSpan](b, jsonlSpanLine, false) })
+	b.Run("nested_encoding_json", func(b *testing.B) { benchStd[stdJSONLNested](b, jsonlNestedLine, false) })
+	b.Run("nested_tree_fastjson", func(b *testing.B) { withoutSinglePass(b); benchDecode(b, jsonlNestedLine, pipeline.FormatJSONL) })
+}
+
 // BenchmarkDecodeJSONL decodes a ~600-byte span line with 11 fields (one
 // nested object), and a denser 528-byte line with 20 leaf values, beside
 // encoding/json decoding the same lines into structs.

@@ -15,7 +15,9 @@ type keyTable struct {
 
 type keySlot struct {
 	key     string
-	entries []fieldEntry
+	entries []fieldEntry // the candidate paths starting with key
+	ctr     uint8        // ctrNone, or the container key is (see container)
+	used    bool
 }
 
 // keyHash mixes the length and three bytes of k.
@@ -33,20 +35,28 @@ func keyBit(k string) uint64 {
 	return 1 << ((uint(k[0])*7 + uint(k[len(k)-1])) & 63)
 }
 
-// newKeyTable builds the table with a load factor of at most 1/4.
-func newKeyTable(m map[string][]fieldEntry) keyTable {
+// newKeyTable builds the table of the candidate paths' first keys (m) and
+// the container keys (ctr) with a load factor of at most 1/4.
+func newKeyTable(m map[string][]fieldEntry, ctr map[string]uint8) keyTable {
+	keys := map[string]bool{}
+	for k := range m {
+		keys[k] = true
+	}
+	for k := range ctr {
+		keys[k] = true
+	}
 	size := 16
-	for size < 4*len(m) {
+	for size < 4*len(keys) {
 		size <<= 1
 	}
 	t := keyTable{slots: make([]keySlot, size), shift: uint8(32 - bits.TrailingZeros(uint(size)))}
 	mask := uint32(size - 1)
-	for k, es := range m {
+	for k := range keys {
 		i := keyHash(k) >> t.shift
-		for t.slots[i].entries != nil {
+		for t.slots[i].used {
 			i = (i + 1) & mask
 		}
-		t.slots[i] = keySlot{key: k, entries: es}
+		t.slots[i] = keySlot{key: k, entries: m[k], ctr: ctr[k], used: true}
 		if k != "" {
 			t.filter[min(len(k), 31)] |= keyBit(k)
 		}
@@ -54,19 +64,19 @@ func newKeyTable(m map[string][]fieldEntry) keyTable {
 	return t
 }
 
-// lookup returns the entries of key k, or nil.
-func (t *keyTable) lookup(k string) []fieldEntry {
+// lookup returns the slot of key k, or nil.
+func (t *keyTable) lookup(k string) *keySlot {
 	if k != "" && t.filter[min(len(k), 31)]&keyBit(k) == 0 {
 		return nil
 	}
 	mask := uint32(len(t.slots) - 1)
 	for i := keyHash(k) >> t.shift; ; i = (i + 1) & mask {
 		s := &t.slots[i]
-		if s.entries == nil {
+		if !s.used {
 			return nil
 		}
 		if s.key == k {
-			return s.entries
+			return s
 		}
 	}
 }

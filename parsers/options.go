@@ -44,6 +44,11 @@ type JSONLFields struct {
 	Status   []string
 	Severity []string
 	Time     []string
+	// Start and End are span start and end times: Start is the event time
+	// when no Time candidate is present, and End minus Start the duration
+	// when no Duration candidate is.
+	Start    []string
+	End      []string
 	Duration []DurationField
 }
 
@@ -69,28 +74,29 @@ func DefaultOptions() Options {
 	}
 }
 
-// DefaultJSONLFields returns the common spellings of each field.
+// DefaultJSONLFields returns the common spellings of each field: the
+// layout table's candidates (layouts.go).
 func DefaultJSONLFields() JSONLFields {
-	return JSONLFields{
-		TraceID:  []string{"trace_id", "traceId", "traceID", "trace.id"},
-		SpanID:   []string{"span_id", "spanId", "spanID", "span.id"},
-		ParentID: []string{"parent_span_id", "parentSpanId", "parent_id", "parentId", "parent.id"},
-		Service:  []string{"service.name", "service", "service_name", "serviceName", "resource.service.name"},
-		Name:     []string{"name", "span_name", "spanName", "operation", "operationName"},
-		Message:  []string{"message", "msg", "body"},
-		Kind:     []string{"kind", "span.kind", "span_kind", "spanKind"},
-		Status:   []string{"status", "status_code", "otel.status_code"},
-		Severity: []string{"level", "severity", "severity_text", "severityText", "lvl", "log.level"},
-		Time: []string{"timestamp", "time", "ts", "@timestamp", "time_unix_nano", "timeUnixNano",
-			"start_time_unix_nano", "startTimeUnixNano"},
-		Duration: []DurationField{
-			{Path: "duration_ns", Unit: "ns"},
-			{Path: "duration_us", Unit: "us"},
-			{Path: "duration_ms", Unit: "ms"},
-			{Path: "duration", Unit: "ns"},
-			{Path: "event.duration", Unit: "ns"},
-		},
+	f := JSONLFields{
+		TraceID:  defaultPaths(fTrace),
+		SpanID:   defaultPaths(fSpan),
+		ParentID: defaultPaths(fParent),
+		Service:  defaultPaths(fService),
+		Name:     defaultPaths(fName),
+		Message:  defaultPaths(fMessage),
+		Kind:     defaultPaths(fKind),
+		Status:   defaultPaths(fStatus),
+		Severity: defaultPaths(fSeverity),
+		Time:     defaultPaths(fTime),
+		Start:    defaultPaths(fStart),
+		End:      defaultPaths(fEnd),
 	}
+	for _, r := range layoutTable {
+		if r.field == fDuration {
+			f.Duration = append(f.Duration, DurationField{Path: r.path, Unit: r.unit})
+		}
+	}
+	return f
 }
 
 // jsonl field indexes, also the order invalid fields are reported in.
@@ -99,6 +105,8 @@ const (
 	fSpan
 	fParent
 	fTime
+	fStart
+	fEnd
 	fDuration
 	fService
 	fName
@@ -136,7 +144,8 @@ type fieldEntry struct {
 	rest  string
 	prio  uint32
 	field uint8
-	unit  int8 // duration candidates: unit exponent
+	unit  int8  // duration candidates: unit exponent
+	conv  uint8 // how the value is read (convNone, convDecimalID, ...)
 }
 
 // prepared is the validated, precomputed form of Options, shared read-only
@@ -198,6 +207,8 @@ func (o *Options) build() (*prepared, error) {
 		fSpan:     {"SpanID", o.JSONL.SpanID, def.SpanID},
 		fParent:   {"ParentID", o.JSONL.ParentID, def.ParentID},
 		fTime:     {"Time", o.JSONL.Time, def.Time},
+		fStart:    {"Start", o.JSONL.Start, def.Start},
+		fEnd:      {"End", o.JSONL.End, def.End},
 		fDuration: {"Duration", nil, nil},
 		fService:  {"Service", o.JSONL.Service, def.Service},
 		fName:     {"Name", o.JSONL.Name, def.Name},
@@ -236,7 +247,16 @@ func (o *Options) build() (*prepared, error) {
 			}
 		}
 	}
-	p.keys = newKeyTable(p.first)
+	ctr := map[string]uint8{}
+	for _, r := range layoutTable {
+		switch r.field {
+		case ctrAttrs:
+			ctr[r.path] = ctrHoist
+		case ctrResource:
+			ctr[r.path] = ctrRes
+		}
+	}
+	p.keys = newKeyTable(p.first, ctr)
 	return p, nil
 }
 
@@ -256,12 +276,13 @@ func (p *prepared) addPath(field uint8, cand int, unit int8, path string) error 
 		return fmt.Errorf("too many paths")
 	}
 	base := uint32(cand) << 8
-	p.first[path] = append(p.first[path], fieldEntry{prio: base, field: field, unit: unit})
+	conv := convOf(field, path)
+	p.first[path] = append(p.first[path], fieldEntry{prio: base, field: field, unit: unit, conv: conv})
 	rank := uint32(1)
 	for i := 0; i < len(path); i++ {
 		if path[i] == '.' {
 			k := path[:i]
-			p.first[k] = append(p.first[k], fieldEntry{rest: path[i+1:], prio: base | rank, field: field, unit: unit})
+			p.first[k] = append(p.first[k], fieldEntry{rest: path[i+1:], prio: base | rank, field: field, unit: unit, conv: conv})
 			rank++
 		}
 	}

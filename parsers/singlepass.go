@@ -80,6 +80,7 @@ type spHit struct {
 	prio uint32
 	attr int32 // index (from the line's first) of v's attribute; -1: look it up by position
 	unit int8
+	conv uint8
 }
 
 func (v *spVal) scalarText() bool { return v.kind >= spString && v.kind <= spFalse }
@@ -358,10 +359,12 @@ func (d *Decoder) spLine(b *pipeline.Batch, data []byte) bool {
 		// key is the key's text: a view into the unit, or nil when it has
 		// escapes (its text is then in d.key, see spKey).
 		key := data[i+1 : ke : ke]
+		lk := key
 		if esc {
 			d.key = spUnescape(d.key[:0], key)
-			key = nil
+			key, lk = nil, d.key
 		}
+		slot := keys.lookup(b2s(lk))
 		i = spWS(data, ke+1)
 		if i >= len(data) || data[i] != ':' {
 			return false
@@ -371,35 +374,54 @@ func (d *Decoder) spLine(b *pipeline.Batch, data []byte) bool {
 			return false
 		}
 		v := spVal{pos: int32(i)}
-		switch data[i] {
-		case '{':
+		if data[i] == '{' && slot != nil && slot.ctr != ctrNone && spNonEmpty(data, i) {
 			v.kind = spObject
-			if !esc {
-				d.key = append(d.key[:0], key...)
+			if slot.ctr == ctrHoist {
+				i = d.spHoist(b, data, i)
+			} else {
+				i = d.spResource(b, data, i)
 			}
-			i = d.spFlatten(b, data, i, 0)
-		case '[':
-			v.kind = spArray
-			i = d.spJSONAttr(b, data, i, key, 1)
-		default:
-			v, i = spScalar(data, i)
-			if i >= 0 {
-				d.spScalarAttr(b, key, &v)
+		} else {
+			// A key spelling a container member with dots is renamed as
+			// the member would be (as decodeJSONL does): a view of its
+			// tail, or built in d.key.
+			if rest, ok := hoistRename(lk); ok {
+				if key != nil {
+					key = rest
+				} else {
+					d.key = append(d.key[:0], rest...)
+				}
+			} else if rest, ok := resRename(lk); ok {
+				d.spTmp = append(d.spTmp[:0], rest...)
+				d.key = append(append(d.key[:0], resourcePrefix+"."...), d.spTmp...)
+				key = nil
+			}
+			switch data[i] {
+			case '{':
+				v.kind = spObject
+				if key != nil {
+					d.key = append(d.key[:0], key...)
+				}
+				i = d.spFlatten(b, data, i, 0)
+			case '[':
+				v.kind = spArray
+				i = d.spJSONAttr(b, data, i, key, 1)
+			default:
+				v, i = spScalar(data, i)
+				if i >= 0 {
+					d.spScalarAttr(b, key, &v)
+				}
 			}
 		}
 		if i < 0 {
 			return false
 		}
-		lk := key
-		if esc {
-			lk = d.key // spFlatten leaves d.key as it found it
-		}
-		if es := keys.lookup(b2s(lk)); es != nil {
+		if slot != nil && len(slot.entries) > 0 {
 			attr := int32(-1)
 			if v.kind < spObject {
 				attr = int32(len(d.spPos) - 1)
 			}
-			d.spMatch(data, es, &v, attr)
+			d.spMatch(data, slot.entries, &v, attr)
 		}
 		i = spWS(data, i)
 		if i >= len(data) {
@@ -475,6 +497,136 @@ func (d *Decoder) spFlatten(b *pipeline.Batch, data []byte, i, depth int) int {
 			continue
 		case '}':
 			d.key = d.key[:n]
+			return i + 1
+		}
+		return -1
+	}
+}
+
+// spNonEmpty reports whether the object at data[i] seems to have a member
+// (a malformed one makes the walk give up later).
+func spNonEmpty(data []byte, i int) bool {
+	j := spWS(data, i+1)
+	return j < len(data) && data[j] != '}'
+}
+
+// spHoist appends the members of the object at data[i] (not empty), a
+// ctrHoist container's, as attributes under their own names, as container
+// does, and returns the offset after it (-1: give up).
+func (d *Decoder) spHoist(b *pipeline.Batch, data []byte, i int) int {
+	i = spWS(data, i+1)
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return -1
+		}
+		ke, esc := spStr(data, i+1)
+		if ke < 0 {
+			return -1
+		}
+		key := data[i+1 : ke : ke]
+		if esc {
+			d.key = spUnescape(d.key[:0], key)
+			key = nil
+		}
+		i = spWS(data, ke+1)
+		if i >= len(data) || data[i] != ':' {
+			return -1
+		}
+		i = spWS(data, i+1)
+		if i >= len(data) {
+			return -1
+		}
+		switch data[i] {
+		case '{':
+			if key != nil {
+				d.key = append(d.key[:0], key...)
+			}
+			i = d.spFlatten(b, data, i, 1)
+		case '[':
+			i = d.spJSONAttr(b, data, i, key, 2)
+		default:
+			var v spVal
+			v, i = spScalar(data, i)
+			if i >= 0 {
+				d.spScalarAttr(b, key, &v)
+			}
+		}
+		if i < 0 {
+			return -1
+		}
+		if i = spWS(data, i); i >= len(data) {
+			return -1
+		}
+		switch data[i] {
+		case ',':
+			i = spWS(data, i+1)
+			continue
+		case '}':
+			return i + 1
+		}
+		return -1
+	}
+}
+
+// spResource appends the members of the object at data[i] (not empty), a
+// ctrRes container's, as attributes prefixed "resource.", as container
+// does, and returns the offset after it (-1: give up).
+func (d *Decoder) spResource(b *pipeline.Batch, data []byte, i int) int {
+	const attrsDot = attrsKeyPrefix + "."
+	i = spWS(data, i+1)
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return -1
+		}
+		ke, esc := spStr(data, i+1)
+		if ke < 0 {
+			return -1
+		}
+		k := data[i+1 : ke]
+		if esc {
+			d.spTmp = spUnescape(d.spTmp[:0], k)
+			k = d.spTmp
+		}
+		i = spWS(data, ke+1)
+		if i >= len(data) || data[i] != ':' {
+			return -1
+		}
+		i = spWS(data, i+1)
+		if i >= len(data) {
+			return -1
+		}
+		d.key = append(d.key[:0], resourcePrefix...)
+		switch {
+		case string(k) == attrsKeyPrefix && data[i] == '{' && spNonEmpty(data, i):
+			// The resource's attributes: flattened under "resource".
+		case len(k) > len(attrsDot) && string(k[:len(attrsDot)]) == attrsDot:
+			d.key = append(append(d.key, '.'), k[len(attrsDot):]...)
+		default:
+			d.key = append(append(d.key, '.'), k...)
+		}
+		switch data[i] {
+		case '{':
+			i = d.spFlatten(b, data, i, 1)
+		case '[':
+			i = d.spJSONAttr(b, data, i, nil, 2)
+		default:
+			var v spVal
+			v, i = spScalar(data, i)
+			if i >= 0 {
+				d.spScalarAttr(b, nil, &v)
+			}
+		}
+		if i < 0 {
+			return -1
+		}
+		if i = spWS(data, i); i >= len(data) {
+			return -1
+		}
+		switch data[i] {
+		case ',':
+			i = spWS(data, i+1)
+			continue
+		case '}':
 			return i + 1
 		}
 		return -1
@@ -609,7 +761,7 @@ func (d *Decoder) spMatch(data []byte, es []fieldEntry, v *spVal, attr int32) {
 		t, at := *v, attr
 		if e.rest != "" {
 			var ok bool
-			if t, ok = d.spResolve(data, v, e.rest); !ok {
+			if t, ok = d.spResolve(data, *v, e.rest); !ok {
 				continue
 			}
 			at = -1
@@ -622,14 +774,20 @@ func (d *Decoder) spMatch(data []byte, es []fieldEntry, v *spVal, attr int32) {
 			if !t.scalarText() {
 				continue
 			}
+		case fStart, fEnd:
+			if t.kind != spString && t.kind != spNumber {
+				continue
+			}
 		}
-		*h = spHit{v: t, prio: e.prio, attr: at, unit: e.unit}
+		*h = spHit{v: t, prio: e.prio, attr: at, unit: e.unit, conv: e.conv}
 	}
 }
 
 // spResolve is resolve on the unit's bytes: path inside object v, the
 // literal key first, then each split at a dot. Nulls do not count.
-func (d *Decoder) spResolve(data []byte, v *spVal, path string) (spVal, bool) {
+// v is taken by value: a pointer to the recursion's c would move c to the
+// heap on every nested lookup.
+func (d *Decoder) spResolve(data []byte, v spVal, path string) (spVal, bool) {
 	if v.kind != spObject {
 		return spVal{}, false
 	}
@@ -641,7 +799,7 @@ func (d *Decoder) spResolve(data []byte, v *spVal, path string) (spVal, bool) {
 			continue
 		}
 		if c, ok := d.spGet(data, int(v.pos), path[:i]); ok {
-			if r, ok := d.spResolve(data, &c, path[i+1:]); ok {
+			if r, ok := d.spResolve(data, c, path[i+1:]); ok {
 				return r, true
 			}
 		}
@@ -725,13 +883,13 @@ func (d *Decoder) spRecord(b *pipeline.Batch, u int, attrStart int) bool {
 	var ok bool
 	h := &d.spHits[fTrace]
 	if h.prio != noHit {
-		if r.TraceID, ok = d.spID(b, &h.v, true); !ok {
+		if r.TraceID, ok = d.spFieldID(b, h, true); !ok {
 			return false
 		}
 		use(h)
 	}
 	if h = &d.spHits[fSpan]; h.prio != noHit {
-		if r.SpanID, ok = d.spID(b, &h.v, false); !ok {
+		if r.SpanID, ok = d.spFieldID(b, h, false); !ok {
 			return false
 		}
 		use(h)
@@ -742,14 +900,38 @@ func (d *Decoder) spRecord(b *pipeline.Batch, u int, attrStart int) bool {
 		}
 		use(h)
 	}
+	hasTime := false
 	if h = &d.spHits[fTime]; h.prio != noHit {
 		if r.Time, ok = spNanos(d.spRaw(&h.v), h.v.kind, d.pr.timeUnit, true); !ok || !inEventRange(r.Time) {
 			return false
 		}
+		hasTime = true
 		use(h)
 	}
+	// Span start and end, as decodeJSONL reads them.
+	hs, he, hd := &d.spHits[fStart], &d.spHits[fEnd], &d.spHits[fDuration]
+	pair := hs.prio != noHit && he.prio != noHit && hd.prio == noHit
+	var start int64
+	if hs.prio != noHit && (!hasTime || pair) {
+		if start, ok = spNanos(d.spRaw(&hs.v), hs.v.kind, d.pr.timeUnit, true); !ok || !inEventRange(start) {
+			return false
+		}
+		if !hasTime {
+			r.Time = start
+		}
+		use(hs)
+	}
 	hasDuration := false
-	if h = &d.spHits[fDuration]; h.prio != noHit {
+	if pair {
+		end, ok := spNanos(d.spRaw(&he.v), he.v.kind, d.pr.timeUnit, true)
+		if !ok || !inEventRange(end) || end < start {
+			return false
+		}
+		r.Duration = end - start
+		hasDuration = true
+		use(he)
+	}
+	if h = hd; h.prio != noHit {
 		if r.Duration, ok = spNanos(d.spRaw(&h.v), h.v.kind, int(h.unit), false); !ok || r.Duration < 0 {
 			return false
 		}
@@ -781,7 +963,15 @@ func (d *Decoder) spRecord(b *pipeline.Batch, u int, attrStart int) bool {
 		use(h)
 	}
 	if h = &d.spHits[fSeverity]; h.prio != noHit && r.Signal == pipeline.SignalLog {
-		r.Severity = spText(b, &h.v)
+		name := ""
+		if h.conv == convSeverityNumber {
+			name = severityName(d.spRaw(&h.v))
+		}
+		if name != "" {
+			r.Severity = b.CopyString(name)
+		} else {
+			r.Severity = spText(b, &h.v)
+		}
 		use(h)
 	}
 	if h = &d.spHits[fKind]; h.prio != noHit {
@@ -829,6 +1019,25 @@ func (d *Decoder) spRaw(v *spVal) []byte {
 	}
 	d.spTmp = spUnescape(d.spTmp[:0], v.s)
 	return d.spTmp
+}
+
+// spFieldID reads the id of candidate h (fieldID): ok is false when it
+// would fail the record.
+func (d *Decoder) spFieldID(b *pipeline.Batch, h *spHit, trace bool) ([]byte, bool) {
+	if h.conv != convDecimalID {
+		return d.spID(b, &h.v, trace)
+	}
+	switch h.v.kind {
+	case spString:
+		var view []byte
+		if len(h.v.s) > 0 && !h.v.esc {
+			view = h.v.s
+		}
+		return decimalID(b, d.spRaw(&h.v), view, trace, true)
+	case spNumber:
+		return decimalID(b, h.v.s, nil, trace, false)
+	}
+	return nil, false
 }
 
 // spID reads an id: a string of hex digits (see copyID). ok is false when

@@ -119,7 +119,7 @@ func spCompare(t *testing.T, data []byte) {
 }
 
 func FuzzJSONLSinglePass(f *testing.F) {
-	fuzzSeeds(f, "parsers/jsonl/*.jsonl", "logs/*.jsonl")
+	fuzzSeeds(f, "parsers/jsonl/*.jsonl", "logs/*.jsonl", "parsers/layouts/*.jsonl")
 	for _, seed := range []uint64{1, 2} {
 		for _, l := range genLines(f, seed, 64<<10, seed == 2) {
 			f.Add(l)
@@ -133,6 +133,23 @@ func FuzzJSONLSinglePass(f *testing.F) {
 		`{"trace_id":"","span_id":"0000000000000000","level":"warn","msg":"m","name":true}`,
 		`{"k\"ey":"v\u00e9\ud83d\ude00\ud800x","a":["\n\u0001\/",{"\t":"\\"}],"o":{"\u0062":{"c\n":1}}}`,
 		`{"trace\u005fid":"0123456789ABCDEF0123456789abcdef","service":{"na\u006de":"s\"q"},"kind":"\u0073erver"}`,
+		// The layouts of layouts.go: containers (escaped, empty, nested,
+		// dotted), start/end pairs, status objects, severity numbers,
+		// decimal ids.
+		jsonlNestedLine,
+		`{"attributes":{},"labels":[],"resource":{"attributes":{}},"Attributes":{"a":{}}}`,
+		`{"attribute\u0073":{"user.id":"u","user":{"id":"v"},"a":[1,{"b":2}]},"attributes.x":1,"labels.y":{"z":true}}`,
+		`{"resource":{"attributes":{"service.name":"s","h":1},"attributes.k":"v","x":null},"resource.attributes.q":[1]}`,
+		`{"resource.attributes":{"service.name":"s"},"Resource":{"service.name":"t","v":2}}`,
+		`{"trace_id":"0123456789abcdef","span_id":"0123456789abcdef","start":1718000000.5,"end":"1718000000.75"}`,
+		`{"span_id":"0123456789abcdef","startTime":"2024-06-10T06:13:20Z","endTime":"2024-06-10T06:13:19Z"}`,
+		`{"span_id":"0123456789abcdef","start_time_unix_nano":1,"end_time_unix_nano":2,"duration_ms":3,"time":4}`,
+		`{"start":{"a":1},"end":true,"status":{"code":2,"message":"m"},"status.code":"STATUS_CODE_OK"}`,
+		`{"severity_number":9,"SeverityNumber":"24","severityNumber":25,"body":{"a":1}}`,
+		`{"dd.trace_id":"18446744073709551615","dd.span_id":1,"dd":{"trace_id":"0"}}`,
+		`{"dd.trace_id":"18446744073709551616","dd.span_id":"12a"}`,
+		`{"dd":{"trace_id":"0123456789ABCDEF0123456789abcdef","span_id":12345678901234567890}}`,
+		`{"\u0064d.trace_id":12.5,"labels":{"\u0041":"\u00e9"}}`,
 	} {
 		f.Add([]byte(s))
 	}
