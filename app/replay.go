@@ -336,6 +336,8 @@ func buildSinks(cfg *config.Config, log *slog.Logger, recovering func(sink, part
 			out = append(out, f)
 		case "discard":
 			out = append(out, sinks.NewDiscard(s.Name))
+		case "stdout":
+			out = append(out, sinks.NewStdout(s.Name, os.Stdout))
 		case "kafka":
 			k, err := kafkasink.New(s.Name, *s.Kafka, log)
 			if err != nil {

@@ -107,7 +107,7 @@ type Pipeline struct {
 // Sink is one output. Exactly the block named by Type is set.
 type Sink struct {
 	Name        string           `yaml:"name"`
-	Type        string           `yaml:"type"` // file | discard | kafka | redis_stream
+	Type        string           `yaml:"type"` // file | stdout | discard | kafka | redis_stream
 	File        *FileSink        `yaml:"file"`
 	Kafka       *KafkaSink       `yaml:"kafka"`
 	RedisStream *RedisStreamSink `yaml:"redis_stream"`
@@ -439,7 +439,13 @@ func (c *Config) Validate() error {
 		v.bad("sinks: at least one sink is needed (use type: discard to throw records away)")
 	}
 	names := map[string]bool{}
+	stdout := 0
 	for i, s := range c.Sinks {
+		if s.Type == "stdout" {
+			if stdout++; stdout == 2 {
+				v.bad("sinks[%d].type: a second stdout sink would interleave with the first", i)
+			}
+		}
 		key := fmt.Sprintf("sinks[%d]", i)
 		if names[s.Name] {
 			v.bad("%s.name: %q is used twice", key, v.val(key+".name", s.Name))

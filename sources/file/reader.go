@@ -343,6 +343,9 @@ func (w *worker) fail(path, code string, err error) (FileError, bool) {
 // if it failed.
 func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipeline.Batch) (FileError, bool) {
 	w.sp.reset(nil, w.limits())
+	if f.Path == StdinPath {
+		return w.readOpen(ctx, os.Stdin, f, &pipeline.Origin{ID: id, Kind: "file", Path: f.Path, Format: w.r.opts.Format}, out)
+	}
 	fh, err := openInput(f.Path)
 	if err != nil {
 		return w.fail(f.Path, openCode(err), err)
@@ -361,7 +364,7 @@ func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipe
 		return fail(CodeStat, err)
 	case fi.IsDir():
 		return fail(CodeIsDir, errors.New("is a directory"))
-	case !fi.Mode().IsRegular():
+	case !fi.Mode().IsRegular() && f.Path != StdinPath: // standard input is read whatever it is
 		return fail(CodeNotRegular, errors.New(notRegular(fi.Mode())+", not a regular file: not read"))
 	}
 
