@@ -431,7 +431,9 @@ func TestDLQRedaction(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(in, "a.jsonl"), []byte(lines), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cfg := testConfig(t, out, fmt.Sprintf("  redact: {fields: [user.email], mode: %s}\n", mode))
+			// The trace-less log goes to the DLQ only under the one-value
+			// policy (logs are kept by default).
+			cfg := testConfig(t, out, fmt.Sprintf("  redact: {fields: [user.email], mode: %s}\nparse: {missing_trace_id: invalid}\n", mode))
 			rep, err := Run(context.Background(), cfg, Options{Paths: []string{in}, Logger: quietLogger()})
 			if err != nil || rep.DLQ["total"] != 2 {
 				t.Fatalf("%v %+v", err, rep)
