@@ -237,7 +237,9 @@ func TestDLQReplayMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = f.Close()
-	before := testConfig(t, dir, "windows: {metrics: []}\n")
+	// Every line is a log without a trace id (under "tid"), dead-lettered
+	// by the one-value policy (logs are kept by default).
+	before := testConfig(t, dir, "windows: {metrics: []}\nparse: {missing_trace_id: invalid}\n")
 	if _, err := Run(context.Background(), before, Options{Paths: []string{in}, Logger: quietLogger()}); err != nil {
 		t.Fatal(err)
 	}

@@ -66,8 +66,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 	runner, win := j.runner, j.win
 
 	fopts := file.DefaultOptions()
-	fopts.MaxLineBytes = int(cfg.Input.MaxLineBytes)
-	fopts.MaxDocumentBytes = int(cfg.Input.MaxDocumentBytes)
+	// Files are framed under the limits of the configured format (with
+	// auto, the largest); once a file's format is detected, its own apply.
+	fopts.MaxLineBytes = int(cfg.Input.MaxLineBytes.For(cfg.Input.Format))
+	fopts.MaxDocumentBytes = int(cfg.Input.MaxDocumentBytes.For(cfg.Input.Format))
+	for _, f := range []string{"jsonl", "otlp", "zipkin"} {
+		pf, _ := pipeline.ParseFormat(f)
+		fopts.FormatLimits[pf] = file.Limits{Line: int(cfg.Input.MaxLineBytes.For(f)), Document: int(cfg.Input.MaxDocumentBytes.For(f))}
+	}
 	fopts.KeepBytes = keepBytes(cfg)
 	fopts.BatchUnits = cfg.Pipeline.BatchUnits
 	fopts.BatchBytes = int(cfg.Pipeline.BatchBytes)
@@ -134,7 +140,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
 // elsewhere; a too-large unit is never kept whole).
 func keepBytes(cfg *config.Config) int {
 	if cfg.DLQ.KeepBytes > 0 {
-		return int(min(cfg.DLQ.KeepBytes, cfg.Input.MaxLineBytes))
+		l := cfg.Input.MaxLineBytes
+		return int(min(cfg.DLQ.KeepBytes, l.JSONL, l.OTLP, l.Zipkin))
 	}
 	return 0
 }
@@ -184,7 +191,8 @@ func sourceParserOptions(cfg *config.Config, i int) (*parsers.Options, error) {
 func parserOptions(p config.Parse, key string) (*parsers.Options, error) {
 	o := parsers.DefaultOptions()
 	o.InvalidUTF8 = p.InvalidUTF8
-	o.MissingTraceID = p.MissingTraceID
+	o.MissingTraceIDSpans = p.MissingTraceID.Spans
+	o.MissingTraceIDLogs = p.MissingTraceID.Logs
 	o.TimeUnit = p.TimeUnit
 	for _, x := range jsonlPaths(&p.JSONL, &o.JSONL) {
 		if len(*x.cfg) > 0 {
@@ -329,6 +337,8 @@ func buildSinks(cfg *config.Config, log *slog.Logger, recovering func(sink, part
 			out = append(out, f)
 		case "discard":
 			out = append(out, sinks.NewDiscard(s.Name))
+		case "stdout":
+			out = append(out, sinks.NewStdout(s.Name, os.Stdout))
 		case "kafka":
 			k, err := kafkasink.New(s.Name, *s.Kafka, log)
 			if err != nil {

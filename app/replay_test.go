@@ -350,11 +350,11 @@ func TestShippedConfigOnSampleLogs(t *testing.T) {
 	got := fmt.Sprintf("files %d failed %d in %d out %d filtered %d dlq %d (malformed %d, invalid %d) reconciled %v",
 		rep.Files, rep.FilesFailed, rep.RecordsIn, rep.RecordsOut, rep.RecordsFiltered,
 		rep.DLQ["total"], rep.DLQ["malformed"], rep.DLQ["invalid"], rep.Reconciled)
-	const want = "files 7 failed 0 in 918 out 894 filtered 0 dlq 24 (malformed 8, invalid 16) reconciled true"
+	const want = "files 7 failed 0 in 918 out 898 filtered 0 dlq 20 (malformed 8, invalid 12) reconciled true"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if n := len(readOutput(t, filepath.Join(out, "records"))); n != 894 {
+	if n := len(readOutput(t, filepath.Join(out, "records"))); n != 898 {
 		t.Fatalf("%d records written", n)
 	}
 	// Windows: files are read 4 at a time, so which records arrive late
@@ -431,7 +431,9 @@ func TestDLQRedaction(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(in, "a.jsonl"), []byte(lines), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cfg := testConfig(t, out, fmt.Sprintf("  redact: {fields: [user.email], mode: %s}\n", mode))
+			// The trace-less log goes to the DLQ only under the one-value
+			// policy (logs are kept by default).
+			cfg := testConfig(t, out, fmt.Sprintf("  redact: {fields: [user.email], mode: %s}\nparse: {missing_trace_id: invalid}\n", mode))
 			rep, err := Run(context.Background(), cfg, Options{Paths: []string{in}, Logger: quietLogger()})
 			if err != nil || rep.DLQ["total"] != 2 {
 				t.Fatalf("%v %+v", err, rep)

@@ -42,7 +42,7 @@ func openRedisStream(cfg *config.Config, i int, sc config.Source, j *job, log *s
 		Poison:       poison,
 		BatchUnits:   cfg.Pipeline.BatchUnits,
 		BatchBytes:   int(cfg.Pipeline.BatchBytes),
-		MaxLineBytes: int(cfg.Input.MaxLineBytes),
+		MaxLineBytes: int(cfg.Input.MaxLineBytes.For(sc.Format)),
 		KeepBytes:    keepBytes(cfg),
 		Logger:       log,
 	})

@@ -26,7 +26,7 @@ func openSource(ctx context.Context, cfg *config.Config, i int, sc config.Source
 			State:        st,
 			BatchUnits:   cfg.Pipeline.BatchUnits,
 			BatchBytes:   int(cfg.Pipeline.BatchBytes),
-			MaxLineBytes: int(cfg.Input.MaxLineBytes),
+			MaxLineBytes: int(cfg.Input.MaxLineBytes.For(sc.Format)),
 			KeepBytes:    keepBytes(cfg),
 			Logger:       log,
 		})
@@ -38,7 +38,7 @@ func openSource(ctx context.Context, cfg *config.Config, i int, sc config.Source
 			Events:       j.events(ctx),
 			BatchUnits:   cfg.Pipeline.BatchUnits,
 			BatchBytes:   int(cfg.Pipeline.BatchBytes),
-			MaxLineBytes: int(cfg.Input.MaxLineBytes),
+			MaxLineBytes: int(cfg.Input.MaxLineBytes.For(sc.Format)),
 			KeepBytes:    keepBytes(cfg),
 			Logger:       log,
 		})

@@ -49,18 +49,18 @@ type Config struct {
 
 // Input configures reading files.
 type Input struct {
-	Format           string   `yaml:"format"`             // auto | jsonl | otlp | zipkin
-	MaxLineBytes     ByteSize `yaml:"max_line_bytes"`     // a longer line is too_large
-	MaxDocumentBytes ByteSize `yaml:"max_document_bytes"` // a longer whole-file JSON document is too_large
-	Concurrency      int      `yaml:"concurrency"`        // files read at once
+	Format           string      `yaml:"format"`             // auto | jsonl | otlp | zipkin
+	MaxLineBytes     FormatSizes `yaml:"max_line_bytes"`     // a longer line is too_large, per format
+	MaxDocumentBytes FormatSizes `yaml:"max_document_bytes"` // a longer whole-file JSON document is too_large, per format
+	Concurrency      int         `yaml:"concurrency"`        // files read at once
 }
 
 // Parse configures the parsers.
 type Parse struct {
-	InvalidUTF8    string     `yaml:"invalid_utf8"`     // reject | replace
-	MissingTraceID string     `yaml:"missing_trace_id"` // invalid | filter | keep
-	TimeUnit       string     `yaml:"time_unit"`        // auto | s | ms | us | ns
-	JSONL          JSONLPaths `yaml:"jsonl"`
+	InvalidUTF8    string         `yaml:"invalid_utf8"`     // reject | replace
+	MissingTraceID MissingTraceID `yaml:"missing_trace_id"` // per signal: invalid | filter | keep
+	TimeUnit       string         `yaml:"time_unit"`        // auto | s | ms | us | ns
+	JSONL          JSONLPaths     `yaml:"jsonl"`
 }
 
 // JSONLPaths lists, per record field, the candidate paths looked up in a
@@ -109,7 +109,7 @@ type Pipeline struct {
 // Sink is one output. Exactly the block named by Type is set.
 type Sink struct {
 	Name        string           `yaml:"name"`
-	Type        string           `yaml:"type"` // file | discard | kafka | redis_stream
+	Type        string           `yaml:"type"` // file | stdout | discard | kafka | redis_stream
 	File        *FileSink        `yaml:"file"`
 	Kafka       *KafkaSink       `yaml:"kafka"`
 	RedisStream *RedisStreamSink `yaml:"redis_stream"`
@@ -351,11 +351,12 @@ type Log struct {
 // applyDefaults fills every knob the file left out.
 func (c *Config) applyDefaults() {
 	setStr(&c.Input.Format, "auto")
-	setSize(&c.Input.MaxLineBytes, 1<<20)
-	setSize(&c.Input.MaxDocumentBytes, 16<<20)
+	c.Input.MaxLineBytes.setDefaults(defaultMaxLineBytes)
+	c.Input.MaxDocumentBytes.setDefaults(defaultMaxDocumentBytes)
 	setInt(&c.Input.Concurrency, 4)
 	setStr(&c.Parse.InvalidUTF8, "reject")
-	setStr(&c.Parse.MissingTraceID, "invalid")
+	setStr(&c.Parse.MissingTraceID.Spans, "invalid")
+	setStr(&c.Parse.MissingTraceID.Logs, "keep")
 	setStr(&c.Parse.TimeUnit, "auto")
 	// Two per CPU: a worker blocked in a sink's write leaves its CPU to
 	// another (file sink +12% on 2 cores, discard unchanged; bench/README.md).
@@ -412,18 +413,16 @@ func (c *Config) Validate() error {
 	v := &check{c: c}
 
 	v.oneOf("input.format", c.Input.Format, "auto", "jsonl", "otlp", "zipkin")
-	v.positive("input.max_line_bytes", int64(c.Input.MaxLineBytes))
-	atMost(v, "input.max_line_bytes", c.Input.MaxLineBytes, maxLineBytes)
-	v.positive("input.max_document_bytes", int64(c.Input.MaxDocumentBytes))
-	atMost(v, "input.max_document_bytes", c.Input.MaxDocumentBytes, maxDocumentBytes)
+	c.Input.MaxLineBytes.validate(v, "input.max_line_bytes", maxLineBytes)
+	c.Input.MaxDocumentBytes.validate(v, "input.max_document_bytes", maxDocumentBytes)
 	v.positive("input.concurrency", int64(c.Input.Concurrency))
 	atMost(v, "input.concurrency", c.Input.Concurrency, maxConcurrency)
-	if c.Input.Concurrency <= maxConcurrency && c.Input.MaxDocumentBytes <= maxDocumentBytes {
+	if doc := c.Input.MaxDocumentBytes.Max(); c.Input.Concurrency <= maxConcurrency && doc <= maxDocumentBytes {
 		v.product("input: concurrency %v x max_document_bytes %v", "input.concurrency", int64(c.Input.Concurrency),
-			"input.max_document_bytes", c.Input.MaxDocumentBytes, "of documents held at once")
+			"input.max_document_bytes", doc, "of documents held at once")
 	}
 	v.oneOf("parse.invalid_utf8", c.Parse.InvalidUTF8, "reject", "replace")
-	v.oneOf("parse.missing_trace_id", c.Parse.MissingTraceID, "invalid", "filter", "keep")
+	c.Parse.MissingTraceID.validate(v)
 	v.oneOf("parse.time_unit", c.Parse.TimeUnit, "auto", "s", "ms", "us", "ns")
 	c.Parse.JSONL.validate(v)
 	v.positive("pipeline.workers", int64(c.Pipeline.Workers))
@@ -442,7 +441,13 @@ func (c *Config) Validate() error {
 		v.bad("sinks: at least one sink is needed (use type: discard to throw records away)")
 	}
 	names := map[string]bool{}
+	stdout := 0
 	for i, s := range c.Sinks {
+		if s.Type == "stdout" {
+			if stdout++; stdout == 2 {
+				v.bad("sinks[%d].type: a second stdout sink would interleave with the first", i)
+			}
+		}
 		key := fmt.Sprintf("sinks[%d]", i)
 		if names[s.Name] {
 			v.bad("%s.name: %q is used twice", key, v.val(key+".name", s.Name))

@@ -25,7 +25,7 @@ func TestShippedConfigIsTheEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Input.MaxLineBytes != 1<<20 || cfg.DLQ.File.Dir != "out/dlq" || cfg.Sinks[0].File.Dir != "out/records" {
+	if cfg.Input.MaxLineBytes.JSONL != 1<<20 || cfg.Input.MaxLineBytes.OTLP != 64<<20 || cfg.DLQ.File.Dir != "out/dlq" || cfg.Sinks[0].File.Dir != "out/records" {
 		t.Fatalf("unexpected defaults: %+v", cfg)
 	}
 	if cfg.Pipeline.Workers <= 0 || cfg.Pipeline.Queue != cfg.Pipeline.Workers {

@@ -176,7 +176,7 @@ func (s *Sink) validate(key string, v *check) {
 			v.positive(key+".file.rotate_bytes", int64(s.File.RotateBytes))
 			atMost(v, key+".file.rotate_bytes", s.File.RotateBytes, maxRotateBytes)
 		}
-	case "discard":
+	case "discard", "stdout":
 	case "kafka":
 		if s.Kafka == nil {
 			v.bad("%s.kafka: must be set for a kafka sink", key)
@@ -208,7 +208,7 @@ func (s *Sink) validate(key string, v *check) {
 			v.bad("%s.redis_stream.maxlen: must not be negative", key)
 		}
 	default:
-		v.bad("%s.type: %q is not one of file, discard, kafka, redis_stream", key, v.val(key+".type", s.Type))
+		v.bad("%s.type: %q is not one of file, stdout, discard, kafka, redis_stream", key, v.val(key+".type", s.Type))
 	}
 	if s.Retry != nil {
 		s.Retry.validateOverride(key+".retry", v)

@@ -604,9 +604,10 @@ func (d *Decoder) finish(r *pipeline.Record) {
 	}
 }
 
-// missingTrace applies the MissingTraceID policy to r.
+// missingTrace applies the missing trace id policy of r's signal to r
+// (r.Signal must be set).
 func (d *Decoder) missingTrace(r *pipeline.Record) {
-	switch d.pr.missing {
+	switch d.pr.missingFor(r.Signal) {
 	case missingInvalid:
 		r.Fail(stage, pipeline.ClassInvalid, codeMissingTrace, "no trace id")
 	case missingFilter:

@@ -11,7 +11,8 @@ const maxDetectUnits = 16
 
 // Detect picks the format of a file from its first units (the units of its
 // first batch): the first unit that parses decides. OTLP when it is an
-// object with resourceSpans or resourceLogs; Zipkin when it is an array
+// object with resourceSpans or resourceLogs (or their proto field names
+// resource_spans, resource_logs); Zipkin when it is an array
 // whose first element is a span object (traceId and id), or a span object
 // with traceId, id and a Zipkin-only field (localEndpoint, remoteEndpoint,
 // annotations, or tags as an object); else jsonl. Empty arrays are skipped,
@@ -50,7 +51,8 @@ func detectValue(v *fastjson.Value) pipeline.Format {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o := v.GetObject()
-		if o.Get("resourceSpans") != nil || o.Get("resourceLogs") != nil {
+		if o.Get("resourceSpans") != nil || o.Get("resourceLogs") != nil ||
+			o.Get("resource_spans") != nil || o.Get("resource_logs") != nil {
 			return pipeline.FormatOTLP
 		}
 		if isZipkinSpan(o, true) {

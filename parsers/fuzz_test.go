@@ -160,7 +160,13 @@ func FuzzJSONL(f *testing.F) {
 }
 
 func FuzzOTLP(f *testing.F) {
-	fuzzSeeds(f, "otlp/*.json", "otlp/*.jsonl")
+	fuzzSeeds(f, "otlp/*.json", "otlp/*.jsonl", "otlp/v0/*.jsonl", "parsers/otlp/*")
+	// Ids in each form otlpID reads, and bytes around their lengths.
+	for _, id := range []string{"W47/95gDgQPSabYzgT/GDA==", "-_9_Gis8TV5vcIGSo7TF1g", "NWI4ZWZmZjc5ODAzODEwM2QyNjliNjMzODEzZmM2MGM=",
+		"AAAAAAAAAAAAAAAAAAAAAA==", "W47/95gDgQPSabYzgT/GD===", "W47/95gDgQPSabYzgT/G===", "5B8EFFF798038103D269B633813FC60C"} {
+		f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"` + id + `","spanId":"7uGbfsPBsXQ=","parentSpanId":"ZWVlMTliN2VjM2MxYjE3NA=="}]}]}]}`))
+	}
+	f.Add([]byte(`{"resource_logs":[{"instrumentation_library_logs":[{"logs":[{"severity_number":"SEVERITY_NUMBER_FATAL4","body":{"string_value":"x"}}]}]}],"resourceMetrics":[{}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzDecode(t, data, pipeline.FormatOTLP) })
 }
 

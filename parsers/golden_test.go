@@ -35,6 +35,11 @@ var goldenCases = []goldenCase{
 	{name: "otlp_file_exporter_traces", input: "otlp/file-exporter.traces.jsonl", format: pipeline.FormatOTLP},
 	{name: "otlp_file_exporter_traces_keep", input: "otlp/file-exporter.traces.jsonl", format: pipeline.FormatOTLP, opts: func(o *Options) { o.MissingTraceID = "keep" }},
 	{name: "otlp_file_exporter_logs", input: "otlp/file-exporter.logs.jsonl", format: pipeline.FormatOTLP},
+	{name: "otlp_v0_file_exporter_traces", input: "otlp/v0/file-exporter.traces.jsonl", format: pipeline.FormatOTLP, opts: func(o *Options) { o.MissingTraceID = "keep" }},
+	{name: "otlp_v0_file_exporter_logs", input: "otlp/v0/file-exporter.logs.jsonl", format: pipeline.FormatOTLP},
+	{name: "otlp_v0_file_exporter_metrics", input: "otlp/v0/file-exporter.metrics.jsonl", format: pipeline.FormatOTLP},
+	{name: "otlp_messagetojson", input: "parsers/otlp/messagetojson.json", format: pipeline.FormatOTLP, whole: true},
+	{name: "otlp_exporters", input: "parsers/otlp/exporters.jsonl", format: pipeline.FormatOTLP},
 	{name: "zipkin_spans", input: "parsers/zipkin/spans.json", format: pipeline.FormatZipkin, whole: true},
 	{name: "zipkin_lines", input: "parsers/zipkin/lines.jsonl", format: pipeline.FormatZipkin},
 	// The layouts recognised with no config (layouts.go); where each line

@@ -1,9 +1,12 @@
 package parsers
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/tracepipe/tracepipe/pipeline"
 )
 
 // Options configure decoding. The zero value of a string field means its
@@ -15,10 +18,18 @@ type Options struct {
 	// or "replace" (invalid sequences become U+FFFD in the copied strings
 	// and the record gets pipeline.FlagUTF8Replaced).
 	InvalidUTF8 string
-	// MissingTraceID is "invalid" (default: the record fails, class
-	// invalid, code "missing_trace_id"), "filter" (Record.Filtered) or
-	// "keep".
+	// MissingTraceID, when set, is the policy for a record without a
+	// trace id of every signal (the form before there was one per
+	// signal): "invalid" (the record fails, class invalid, code
+	// "missing_trace_id"), "filter" (Record.Filtered) or "keep".
 	MissingTraceID string
+	// MissingTraceIDSpans and MissingTraceIDLogs are the policies per
+	// signal, and win over MissingTraceID; when both are empty the
+	// defaults hold: a span without a trace id is invalid, a log record
+	// without one is kept (logs are written outside any trace all the
+	// time, and a metric that does not count trace ids still wants them).
+	MissingTraceIDSpans string
+	MissingTraceIDLogs  string
 	// TimeUnit is the unit of numeric timestamps (and strings holding a
 	// bare number) in jsonl: "auto" (default, by magnitude, see
 	// DefaultTimeUnitRule), "s", "ms", "us" or "ns".
@@ -63,16 +74,23 @@ type DurationField struct {
 // magnitude of its integer part.
 const DefaultTimeUnitRule = "< 1e11: seconds; < 1e14: milliseconds; < 1e17: microseconds; else nanoseconds"
 
-// DefaultOptions returns the defaults: reject invalid UTF-8, records without
-// a trace id are invalid, timestamps by magnitude, the default jsonl fields.
+// DefaultOptions returns the defaults: reject invalid UTF-8, spans without
+// a trace id are invalid and log records without one are kept, timestamps
+// by magnitude, the default jsonl fields. The missing trace id fields are
+// left empty, so that setting MissingTraceID alone sets every signal.
 func DefaultOptions() Options {
 	return Options{
-		InvalidUTF8:    "reject",
-		MissingTraceID: "invalid",
-		TimeUnit:       "auto",
-		JSONL:          DefaultJSONLFields(),
+		InvalidUTF8: "reject",
+		TimeUnit:    "auto",
+		JSONL:       DefaultJSONLFields(),
 	}
 }
+
+// Default missing trace id policies, per signal.
+const (
+	DefaultMissingTraceIDSpans = "invalid"
+	DefaultMissingTraceIDLogs  = "keep"
+)
 
 // DefaultJSONLFields returns the common spellings of each field: the
 // layout table's candidates (layouts.go).
@@ -152,7 +170,11 @@ type fieldEntry struct {
 // by every decoder that uses them.
 type prepared struct {
 	replaceUTF8 bool
-	missing     int
+	// missingSpan and missingLog are the missing trace id policies per
+	// signal (missingFor). The jsonl single pass gives a trace-less record
+	// whose policy is invalid up to the tree path, which dead-letters it.
+	missingSpan int
+	missingLog  int
 	timeUnit    int
 	// first maps a top-level key to the candidates starting with it.
 	first map[string][]fieldEntry
@@ -179,15 +201,28 @@ func (o *Options) build() (*prepared, error) {
 	default:
 		return nil, fmt.Errorf("parsers: option InvalidUTF8 (invalid_utf8) is %q: want \"reject\" or \"replace\"", o.InvalidUTF8)
 	}
-	switch o.MissingTraceID {
-	case "", "invalid":
-		p.missing = missingInvalid
-	case "filter":
-		p.missing = missingFilter
-	case "keep":
-		p.missing = missingKeep
-	default:
-		return nil, fmt.Errorf("parsers: option MissingTraceID (missing_trace_id) is %q: want \"invalid\", \"filter\" or \"keep\"", o.MissingTraceID)
+	spans, logs := o.MissingTraceIDSpans, o.MissingTraceIDLogs
+	if spans == "" {
+		spans = cmp.Or(o.MissingTraceID, DefaultMissingTraceIDSpans)
+	}
+	if logs == "" {
+		logs = cmp.Or(o.MissingTraceID, DefaultMissingTraceIDLogs)
+	}
+	for _, m := range [...]struct {
+		name, value string
+		to          *int
+	}{
+		{"MissingTraceID", o.MissingTraceID, nil},
+		{"MissingTraceIDSpans", spans, &p.missingSpan},
+		{"MissingTraceIDLogs", logs, &p.missingLog},
+	} {
+		n, ok := missingPolicy(m.value)
+		if !ok {
+			return nil, fmt.Errorf("parsers: option %s (missing_trace_id) is %q: want \"invalid\", \"filter\" or \"keep\"", m.name, m.value)
+		}
+		if m.to != nil {
+			*m.to = n
+		}
 	}
 	if o.TimeUnit == "" || o.TimeUnit == "auto" {
 		p.timeUnit = unitAuto
@@ -287,6 +322,27 @@ func (p *prepared) addPath(field uint8, cand int, unit int8, path string) error 
 		}
 	}
 	return nil
+}
+
+// missingPolicy reads a missing trace id policy; "" is accepted (unset).
+func missingPolicy(s string) (int, bool) {
+	switch s {
+	case "", "invalid":
+		return missingInvalid, true
+	case "filter":
+		return missingFilter, true
+	case "keep":
+		return missingKeep, true
+	}
+	return 0, false
+}
+
+// missingFor is the missing trace id policy of signal sig.
+func (p *prepared) missingFor(sig pipeline.Signal) int {
+	if sig == pipeline.SignalLog {
+		return p.missingLog
+	}
+	return p.missingSpan
 }
 
 func unitExp(s string) (int, bool) {

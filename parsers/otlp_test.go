@@ -89,7 +89,7 @@ func TestOTLPShapes(t *testing.T) {
   trace_id "5b8efff798038103d269b633813fc60c"
   status "unset"
 record 1 unit 0 line 1 span
-  failure parse invalid bad_id "traceId is not 32 or 16 hex digits"
+  failure parse invalid bad_id "traceId is not 32 or 16 hex digits, nor 16 bytes in base64"
   status "unset"
   payload "{\"traceId\":\"xyz\"}"
 record 2 unit 0 line 1
@@ -144,5 +144,96 @@ func TestOTLPAttrBudget(t *testing.T) {
 	last := b.Records[len(b.Records)-1]
 	if len(b.Records) != 50000 || last.Failure.Code != codeAttrBudget {
 		t.Errorf("%d records, last %+v", len(b.Records), last.Failure)
+	}
+}
+
+// TestOTLPExporterFormsAllocs checks that the forms real exporters write
+// (base64 ids, enum names, trace-less logs kept) decode without allocating.
+func TestOTLPExporterFormsAllocs(t *testing.T) {
+	lines := []string{
+		`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"W47/95gDgQPSabYzgT/GDA==","spanId":"7uGbfsPBsXQ=",` +
+			`"parentSpanId":"ZWVlMTliN2VjM2MxYjE3NA==","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1718000000000000000"}]}]}]}`,
+		`{"resourceLogs":[{"instrumentationLibraryLogs":[{"logs":[{"severityNumber":"SEVERITY_NUMBER_WARN2","timeUnixNano":"1718000000000000000","body":{"stringValue":"no trace"}}]}]}]}`,
+	}
+	d := GetDecoder(nil)
+	defer PutDecoder(d)
+	for _, line := range lines {
+		b := &pipeline.Batch{}
+		run := func() {
+			b.Reset()
+			b.AddUnit([]byte(line), 0, 1, int64(len(line)), 0)
+			d.Decode(b, 0, pipeline.FormatOTLP)
+		}
+		for range 3 {
+			run()
+		}
+		if allocs := testing.AllocsPerRun(200, run); allocs != 0 {
+			t.Errorf("%v allocs per unit: %s", allocs, line)
+		}
+		if len(b.Records) != 1 || b.Records[0].Failed() {
+			t.Errorf("%s", renderBatch(b))
+		}
+	}
+}
+
+// TestOTLPIDForms decodes each id form against its hex (from Python's
+// base64 module) and refuses what is none of them.
+func TestOTLPIDForms(t *testing.T) {
+	const trace, span = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+	for _, c := range []struct{ trace, span, want string }{
+		{"5B8EFFF798038103D269B633813FC60C", "EEE19B7EC3C1B174", ""},
+		{"W47/95gDgQPSabYzgT/GDA==", "7uGbfsPBsXQ=", ""},                                                          // standard, padded
+		{"W47_95gDgQPSabYzgT_GDA", "7uGbfsPBsXQ", ""},                                                             // URL-safe, unpadded
+		{"NWI4ZWZmZjc5ODAzODEwM2QyNjliNjMzODEzZmM2MGM=", "ZWVlMTliN2VjM2MxYjE3NA==", ""},                          // base64 of the hex text
+		{"W47/95gDgQPSabYzgT/GDA=", "7uGbfsPBsXQ=", "traceId is not 32 or 16 hex digits, nor 16 bytes in base64"}, // 23 characters
+		{"W47/95gDgQPSabYzgT/GD.==", "7uGbfsPBsXQ=", "traceId is not 16 bytes in base64"},
+		{"W47/95gDgQPSabYzgT/GDA==", "7uGbfsPBsXQ==", "spanId is not 16 hex digits, nor 8 bytes in base64"},
+		{"NWI4ZWZmZjc5ODAzODEwM2QyNjliNjMzODEzZmM2MGc=", "7uGbfsPBsXQ=", "traceId is not 16 bytes in base64"}, // hex text with a 'g'
+	} {
+		doc := `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"` + c.trace + `","spanId":"` + c.span + `"}]}]}]}`
+		b := decodeUnit(t, nil, []byte(doc), pipeline.FormatOTLP)
+		r := &b.Records[0]
+		if c.want != "" {
+			if r.Failure.Code != codeBadID || r.Failure.Message != c.want {
+				t.Errorf("%s %s: %+v, want bad_id %q", c.trace, c.span, r.Failure, c.want)
+			}
+			continue
+		}
+		if r.Failed() || string(r.TraceID) != trace || string(r.SpanID) != span {
+			t.Errorf("%s %s: %s", c.trace, c.span, renderBatch(b))
+		}
+	}
+}
+
+// TestOTLPMissingTraceIDPerSignal: by default a trace-less log record is
+// delivered and a trace-less span is invalid; each signal's policy is its
+// own, and the scalar form sets both.
+func TestOTLPMissingTraceIDPerSignal(t *testing.T) {
+	const doc = `{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"s"}]}]}],"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"l"}}]}]}]}`
+	for _, c := range []struct {
+		set        func(*Options)
+		span, logs string // "" delivered, "filtered", or a failure code
+	}{
+		{func(*Options) {}, codeMissingTrace, ""},
+		{func(o *Options) { o.MissingTraceID = "invalid" }, codeMissingTrace, codeMissingTrace},
+		{func(o *Options) { o.MissingTraceID = "keep" }, "", ""},
+		{func(o *Options) { o.MissingTraceIDSpans, o.MissingTraceIDLogs = "keep", "filter" }, "", "filtered"},
+		{func(o *Options) { o.MissingTraceID, o.MissingTraceIDLogs = "filter", "invalid" }, "filtered", codeMissingTrace},
+	} {
+		o := DefaultOptions()
+		c.set(&o)
+		if err := o.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		b := decodeUnit(t, &o, []byte(doc), pipeline.FormatOTLP)
+		got := func(r *pipeline.Record) string {
+			if r.Filtered {
+				return "filtered"
+			}
+			return r.Failure.Code
+		}
+		if len(b.Records) != 2 || got(&b.Records[0]) != c.span || got(&b.Records[1]) != c.logs {
+			t.Errorf("%+v: %s", o, renderBatch(b))
+		}
 	}
 }

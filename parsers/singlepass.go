@@ -944,7 +944,7 @@ func (d *Decoder) spRecord(b *pipeline.Batch, u int, attrStart int) bool {
 		r.Signal = pipeline.SignalLog
 	}
 	if len(r.TraceID) == 0 {
-		switch d.pr.missing {
+		switch d.pr.missingFor(r.Signal) {
 		case missingInvalid:
 			return false
 		case missingFilter:

@@ -345,7 +345,9 @@ func TestMalformedCodes(t *testing.T) {
 	f(strings.Repeat("[", 400)+strings.Repeat("]", 400), 0, pipeline.ClassMalformed, codeTooDeep)
 	f(`[1]`, 0, pipeline.ClassInvalid, codeNotObject)
 	f(`"x"`, 0, pipeline.ClassInvalid, codeNotObject)
-	f(`{}`, 0, pipeline.ClassInvalid, codeMissingTrace)
+	// A span without a trace id is invalid by default (a log record
+	// without one is kept).
+	f(`{"span_id":"0123456789abcdef","duration_ms":1}`, 0, pipeline.ClassInvalid, codeMissingTrace)
 	f(`{"trace_id":12}`, 0, pipeline.ClassInvalid, codeWrongType)
 	f(`{"trace_id":"xyz"}`, 0, pipeline.ClassInvalid, codeBadID)
 	f(`{"trace_id":"0123456789abcdef0123456789abcdef","time":"yesterday"}`, 0, pipeline.ClassInvalid, codeBadTimestamp)

@@ -13,8 +13,8 @@ import (
 	"github.com/tracepipe/tracepipe/internal/testredis"
 )
 
-// dlqFixture replays the sample logs into a temp dir (24 DLQ entries: 8
-// malformed, 16 invalid) and returns a config pointing at it.
+// dlqFixture replays the sample logs into a temp dir (20 DLQ entries: 8
+// malformed, 12 invalid) and returns a config pointing at it.
 func dlqFixture(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -46,7 +46,7 @@ func TestDLQCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", cfg, "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Total != 24 || st.ByClass["malformed"] != 8 || st.ByClass["invalid"] != 16 || st.ByStage["parse"] != 24 || st.Oldest == nil {
+	if st.Total != 20 || st.ByClass["malformed"] != 8 || st.ByClass["invalid"] != 12 || st.ByStage["parse"] != 20 || st.Oldest == nil {
 		t.Fatalf("stats: %+v", st)
 	}
 
@@ -96,16 +96,17 @@ func TestDLQCommands(t *testing.T) {
 	}
 	stdin = os.Stdin
 	var after dlqStatsDoc
-	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", cfg, "--json")), &after); err != nil || after.Total != 16 || after.ByClass["malformed"] != 0 {
+	if err := json.Unmarshal([]byte(runOK(t, "dlq", "stats", "-c", cfg, "--json")), &after); err != nil || after.Total != 12 || after.ByClass["malformed"] != 0 {
 		t.Fatalf("after purge: %+v %v", after, err)
 	}
-	if o := runOK(t, "dlq", "purge", "-c", cfg, "--all", "--yes"); !strings.Contains(o, "deleted 16 entries") {
+	if o := runOK(t, "dlq", "purge", "-c", cfg, "--all", "--yes"); !strings.Contains(o, "deleted 12 entries") {
 		t.Fatalf("purge --all --yes: %s", o)
 	}
 }
 
 // TestDLQReplayAfterAFix: records whose trace id sits under a name the
-// config does not know go to the DLQ (invalid, missing_trace_id); after
+// config does not know go to the DLQ (invalid, missing_trace_id: the
+// one-value policy, since trace-less logs are kept by default); after
 // the fix (parse.jsonl.trace_id gains that name) a DLQ replay delivers
 // each once, marked with replay_count and the entry it came from, and
 // empties the DLQ; a second replay delivers nothing new.
@@ -137,10 +138,10 @@ func testDLQReplayAfterAFix(t *testing.T, backend string) {
 	base := fmt.Sprintf("sinks: [{name: out, type: file, file: {dir: %[1]s/out}}]\nwindows: {metrics: []}\n", dir) + dlqCfg
 	before := filepath.Join(dir, "before.yaml")
 	after := filepath.Join(dir, "after.yaml")
-	if err := os.WriteFile(before, []byte(base), 0o644); err != nil {
+	if err := os.WriteFile(before, []byte(base+"parse: {missing_trace_id: invalid}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(after, []byte(base+"parse: {jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
+	if err := os.WriteFile(after, []byte(base+"parse: {missing_trace_id: invalid, jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	runOK(t, "replay", "-c", before, "--no-progress", in)

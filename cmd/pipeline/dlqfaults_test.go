@@ -124,10 +124,10 @@ dedupe: {enabled: true, path: %[1]s/dedupe.db}
 dlq: {file: {dir: %[1]s/dlq}}
 `, dir)
 	before, after := filepath.Join(dir, "before.yaml"), filepath.Join(dir, "after.yaml")
-	if err := os.WriteFile(before, []byte(base), 0o644); err != nil {
+	if err := os.WriteFile(before, []byte(base+"parse: {missing_trace_id: invalid}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(after, []byte(base+"parse: {jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
+	if err := os.WriteFile(after, []byte(base+"parse: {missing_trace_id: invalid, jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	runOK(t, "replay", "-c", before, "--no-progress", in)
@@ -277,10 +277,10 @@ windows: {metrics: []}
 dlq: {type: redis, redis: {addr: %[2]q, stream: dlq, timeout: 2s}, file: {dir: %[1]s/fallback}}
 `, dir, srv.Addr())
 	before, after := filepath.Join(dir, "before.yaml"), filepath.Join(dir, "after.yaml")
-	if err := os.WriteFile(before, []byte(base), 0o644); err != nil {
+	if err := os.WriteFile(before, []byte(base+"parse: {missing_trace_id: invalid}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(after, []byte(base+"parse: {jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
+	if err := os.WriteFile(after, []byte(base+"parse: {missing_trace_id: invalid, jsonl: {trace_id: [tid, trace_id]}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	srv.Kill()

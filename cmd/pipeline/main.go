@@ -32,9 +32,12 @@ var version = ""
 const usage = `pipeline: trace-log pipeline (tracepipe)
 
 Usage:
-  pipeline replay [-c config.yaml] [--report FILE] [--fail-on-dlq] [--metrics] PATH...
+  pipeline replay [-c config.yaml] [--report FILE|-] [--fail-on-dlq] [--metrics] PATH...
       Read files, folders (recursively) and globs once, plain, .gz or .zst,
       through parse, windows and sinks; every failure goes to the DLQ.
+      PATH - is standard input; a sink of type stdout writes records, and
+      --report - the report, to standard output (the summary then goes to
+      standard error).
       Prints a summary that reconciles records in = out + dlq + filtered.
       --metrics serves /metrics, /healthz and /readyz on telemetry.listen
       while it runs.

@@ -54,7 +54,7 @@ func TestUsageErrors(t *testing.T) {
 	f(exitOK, "validate", "-q")
 	f(exitOK, "version")
 	// validate shows the effective values, built-in parser paths included.
-	if code, out, _ := runIn(t, dir, "validate"); code != exitOK || !strings.Contains(out, "- traceId") || !strings.Contains(out, "max_line_bytes: 1MiB") {
+	if code, out, _ := runIn(t, dir, "validate"); code != exitOK || !strings.Contains(out, "- traceId") || !strings.Contains(out, "max_line_bytes:\n        jsonl: 1MiB\n        otlp: 64MiB") || !strings.Contains(out, "missing_trace_id:\n        logs: keep\n        spans: invalid") {
 		t.Fatalf("validate output:\n%s", out)
 	}
 }

@@ -20,7 +20,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "", "config file (default: the embedded config.yaml)")
-	report := fs.String("report", "", "write the run report as JSON to this file")
+	report := fs.String("report", "", "write the run report as JSON to this file (- for standard output)")
 	failOnDLQ := fs.Bool("fail-on-dlq", false, "exit 3 when any record went to the DLQ")
 	noProgress := fs.Bool("no-progress", false, "never draw the progress bar")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
@@ -35,6 +35,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", err)
+		return exitUsage
+	}
+	summary, err := summaryOut(cfg, *report, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: replay: %v\n", err)
 		return exitUsage
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
@@ -61,7 +66,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		opts.Telemetry = srv
 	}
 	rep, runErr := app.Run(ctx, cfg, opts)
-	if code, done := finishJob(rep, runErr, app.ErrNoInput, *report, stdout, stderr); done {
+	if code, done := finishJob(rep, runErr, app.ErrNoInput, *report, summary, stdout, stderr); done {
 		return code
 	}
 	switch {
@@ -73,11 +78,30 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return exitOK
 }
 
-// finishJob prints a job's summary and writes its report, and returns the
-// exit code when the outcome decides it: no report (setup failed; usage
-// when the error is usageErr), a report that could not be written, the
-// job's error, a full DLQ. done is false when the caller decides.
-func finishJob(rep *app.Report, runErr, usageErr error, reportPath string, stdout, stderr io.Writer) (code int, done bool) {
+// summaryOut says where a job's summary goes. Standard output may carry
+// records (a stdout sink) or the report (--report -), never both, and then
+// nothing else: the summary goes to standard error with the logs and the
+// progress bar.
+func summaryOut(cfg *config.Config, report string, stdout, stderr io.Writer) (io.Writer, error) {
+	toStdout := false
+	for _, s := range cfg.Sinks {
+		toStdout = toStdout || s.Type == "stdout"
+	}
+	if toStdout && report == "-" {
+		return nil, errors.New("--report - and a stdout sink would both write to standard output: write the report to a file, or use another sink")
+	}
+	if toStdout || report == "-" {
+		return stderr, nil
+	}
+	return stdout, nil
+}
+
+// finishJob prints a job's summary to summary and writes its report (to
+// stdout when reportPath is "-"), and returns the exit code when the
+// outcome decides it: no report (setup failed; usage when the error is
+// usageErr), a report that could not be written, the job's error, a full
+// DLQ. done is false when the caller decides.
+func finishJob(rep *app.Report, runErr, usageErr error, reportPath string, summary, stdout, stderr io.Writer) (code int, done bool) {
 	if rep == nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", runErr)
 		if errors.Is(runErr, usageErr) {
@@ -85,9 +109,9 @@ func finishJob(rep *app.Report, runErr, usageErr error, reportPath string, stdou
 		}
 		return exitFailed, true
 	}
-	rep.WriteSummary(stdout)
+	rep.WriteSummary(summary)
 	if reportPath != "" {
-		if err := writeReport(reportPath, rep); err != nil {
+		if err := writeReport(reportPath, rep, stdout); err != nil {
 			fmt.Fprintf(stderr, "pipeline: %v\n", err)
 			return exitFailed, true
 		}
@@ -119,10 +143,17 @@ func startCPUProfile(path string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
-func writeReport(path string, rep *app.Report) error {
+// writeReport writes rep as JSON to path, or to stdout when path is "-".
+func writeReport(path string, rep *app.Report, stdout io.Writer) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
+	}
+	if path == "-" {
+		if _, err := stdout.Write(append(data, '\n')); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		return nil
 	}
 	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("report: %w", err)

@@ -42,7 +42,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "", "config file (default: the embedded config.yaml)")
-	report := fs.String("report", "", "write the report of this process's life as JSON to this file when it stops")
+	report := fs.String("report", "", "write the report of this process's life as JSON to this file when it stops (- for standard output)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return usageError(stderr, err)
@@ -50,6 +50,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "pipeline: %v\n", err)
+		return exitUsage
+	}
+	summary, err := summaryOut(cfg, *report, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipeline: run: %v\n", err)
 		return exitUsage
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
@@ -106,6 +111,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rep, runErr := app.RunJob(ctx, cfg, opts)
 	// A signal is how run ends: not "interrupted".
-	code, _ := finishJob(rep, runErr, app.ErrNoSources, *report, stdout, stderr)
+	code, _ := finishJob(rep, runErr, app.ErrNoSources, *report, summary, stdout, stderr)
 	return code
 }

@@ -11,6 +11,11 @@ import (
 	"syscall"
 )
 
+// StdinPath is the path that names standard input: read as a file is
+// (compression and format detected from its first bytes), though it is a
+// pipe or a terminal, not a regular file.
+const StdinPath = "-"
+
 // File is one file to read.
 type File struct {
 	Path string
@@ -82,9 +87,16 @@ func openCode(err error) string {
 // once, under the first path). errs holds one FileError per argument that
 // matches nothing or cannot be stat'ed, and per directory that cannot be
 // listed.
+//
+// The argument "-" is standard input (File{Path: StdinPath}), listed once.
 func Expand(args []string) (files []File, errs []FileError) {
 	var e expander
 	for _, arg := range args {
+		if arg == StdinPath {
+			e.files = append(e.files, File{Path: StdinPath})
+			e.ids = append(e.ids, fileKey{})
+			continue
+		}
 		e.arg(arg)
 	}
 	sort.Slice(e.files, func(i, j int) bool { return e.files[i].Path < e.files[j].Path })

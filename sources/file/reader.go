@@ -67,12 +67,25 @@ type Options struct {
 	// when Format is FormatAuto. A FormatAuto answer is taken as JSONL. It
 	// is called from reader goroutines, concurrently.
 	Detect func(*pipeline.Batch) pipeline.Format
+	// FormatLimits, when set for a format (indexed by pipeline.Format;
+	// zero fields are unset), are the line and document limits of a file
+	// of that format: files are framed under MaxLineBytes and
+	// MaxDocumentBytes (the largest of the limits, when the format is
+	// auto), and once a file's format is detected, on its first batch,
+	// that batch's units over the format's own limit are cut to their
+	// first KeepBytes and flagged too large, and the rest of the file is
+	// framed under it. So a 3 MiB line is too large in a jsonl file and
+	// whole in an OTLP one, read with the same options.
+	FormatLimits [pipeline.FormatZipkin + 1]Limits
 	// OnFileDone, when set, is called once per file after its last batch
 	// was sent (or it failed, or reading was cancelled), with the file's
 	// index in Run's list (its Source.ID) and how many batches were sent.
 	// Called from reader goroutines, concurrently.
 	OnFileDone func(id int, batches int64)
 }
+
+// Limits are the line and document limits of one format (0: unset).
+type Limits struct{ Line, Document int }
 
 // Default limits.
 const (
@@ -213,6 +226,9 @@ type worker struct {
 	disk countingReader
 	dec  countingReader
 	sent int64 // batches of the current file sent
+	// limited: the current file's format limits are in force (see
+	// Options.FormatLimits).
+	limited bool
 	// For ReadOne: units starting before skip are dropped, and onSend is
 	// called with each batch before it is sent.
 	skip   int64
@@ -327,6 +343,9 @@ func (w *worker) fail(path, code string, err error) (FileError, bool) {
 // if it failed.
 func (w *worker) readFile(ctx context.Context, f File, id int, out chan<- *pipeline.Batch) (FileError, bool) {
 	w.sp.reset(nil, w.limits())
+	if f.Path == StdinPath {
+		return w.readOpen(ctx, os.Stdin, f, &pipeline.Origin{ID: id, Kind: "file", Path: f.Path, Format: w.r.opts.Format}, out)
+	}
 	fh, err := openInput(f.Path)
 	if err != nil {
 		return w.fail(f.Path, openCode(err), err)
@@ -345,7 +364,7 @@ func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipe
 		return fail(CodeStat, err)
 	case fi.IsDir():
 		return fail(CodeIsDir, errors.New("is a directory"))
-	case !fi.Mode().IsRegular():
+	case !fi.Mode().IsRegular() && f.Path != StdinPath: // standard input is read whatever it is
 		return fail(CodeNotRegular, errors.New(notRegular(fi.Mode())+", not a regular file: not read"))
 	}
 
@@ -384,6 +403,7 @@ func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipe
 		lim.framing = framingNDJSON
 	}
 	w.sp.reset(&w.dec, lim)
+	w.limited = source.Format != pipeline.FormatAuto
 
 	var b *pipeline.Batch
 	var seq uint64 // batches of this file made so far
@@ -452,6 +472,10 @@ func (w *worker) send(ctx context.Context, b *pipeline.Batch, out chan<- *pipeli
 		}
 		b.Origin.Format = f
 	}
+	if !w.limited {
+		w.limited = true
+		w.formatLimits(b)
+	}
 	if ctx.Err() != nil {
 		pipeline.PutBatch(b)
 		return false
@@ -467,6 +491,38 @@ func (w *worker) send(ctx context.Context, b *pipeline.Batch, out chan<- *pipeli
 		pipeline.PutBatch(b)
 		return false
 	}
+}
+
+// formatLimits puts the limits of the format just detected, b's, in force:
+// b's units over them are cut and flagged too large, and the splitter
+// frames the rest of the file under them. Limits only ever come down: the
+// file was framed under the largest.
+func (w *worker) formatLimits(b *pipeline.Batch) {
+	o := &w.r.opts
+	l := o.FormatLimits[b.Origin.Format]
+	line, doc := w.sp.lim.maxLine, w.sp.lim.maxDoc
+	if l.Line > 0 {
+		line = min(line, l.Line)
+	}
+	if l.Document > 0 {
+		doc = min(doc, l.Document)
+	}
+	if line == w.sp.lim.maxLine && doc == w.sp.lim.maxDoc {
+		return
+	}
+	limit := line
+	if w.sp.mode == framingDocument {
+		limit = doc
+	}
+	keep := min(w.sp.lim.keep, line, doc)
+	for i := range b.Units {
+		u := &b.Units[i]
+		if u.Size > int64(limit) && u.Flags&pipeline.UnitTooLarge == 0 {
+			u.Flags |= pipeline.UnitTooLarge
+			u.End = u.Start + min(keep, u.End-u.Start)
+		}
+	}
+	w.sp.lim.maxLine, w.sp.lim.maxDoc, w.sp.lim.keep = line, doc, keep
 }
 
 func hasPrefix(p, prefix []byte) bool {
