@@ -233,6 +233,9 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
+	if err := observeSources(m, in.sources); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	j.ready(srv, in)
 	return nil
 }
