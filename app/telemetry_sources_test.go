@@ -109,6 +109,27 @@ sources:
 			t.Errorf("%s: %d series, want %d", name, got, want)
 		}
 	}
+	// The histograms: one value per batch, under its source, and one per
+	// write to the sink; every batch was offered to it once.
+	perSource := map[string]uint64{}
+	var batches uint64
+	for _, s := range m["tracepipe_batch_duration_seconds"].GetMetric() {
+		for _, l := range s.GetLabel() {
+			if l.GetName() == "source" {
+				perSource[l.GetValue()] += s.GetHistogram().GetSampleCount()
+			}
+		}
+		batches += s.GetHistogram().GetSampleCount()
+	}
+	var writes uint64
+	for _, s := range m["tracepipe_sink_write_duration_seconds"].GetMetric() {
+		writes += s.GetHistogram().GetSampleCount()
+	}
+	if len(perSource) != 3 || perSource["logs"] == 0 || perSource["k"] == 0 || perSource["rs"] == 0 ||
+		float64(batches) != m.value("tracepipe_sink_batches_total", "sink", "d") || writes != batches {
+		t.Errorf("batch durations by source %v (%d in all), %d sink writes, %v batches offered to the sink",
+			perSource, batches, writes, m.value("tracepipe_sink_batches_total", "sink", "d"))
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ScopeName is the instrumentation scope of every tracepipe instrument.
@@ -55,6 +56,7 @@ type Options struct {
 type Server struct {
 	provider *sdkmetric.MeterProvider
 	meter    metric.Meter
+	tracer   trace.Tracer // nil: no span is made (no OTLP endpoint)
 	ln       net.Listener
 	srv      *http.Server
 	served   chan struct{}
@@ -162,6 +164,10 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Meter is the meter every tracepipe instrument is made from.
 func (s *Server) Meter() metric.Meter { return s.meter }
+
+// Tracer is the tracer of the pipeline's own spans; nil when spans go
+// nowhere, so that none is made.
+func (s *Server) Tracer() trace.Tracer { return s.tracer }
 
 // SetCheck sets (or, with nil, removes) the readiness check of component.
 // Components are named kind/name: source/logs, sink/out, dlq.
