@@ -35,7 +35,7 @@ func openRedisStream(cfg *config.Config, i int, sc config.Source, j *job, log *s
 		return nil, err
 	}
 	return redisstream.New(sc.Name, *sc.RedisStream, redisstream.Options{
-		Origin:       pipeline.Origin{Format: format, Mapping: j.mapping[i]},
+		Origin:       pipeline.Origin{Format: format, Mapping: j.mapping[i], Source: sc.Name},
 		Detect:       parsers.Detect,
 		IDs:          &j.ids,
 		Events:       j.events(context.Background()),

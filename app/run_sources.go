@@ -19,7 +19,7 @@ func openSource(ctx context.Context, cfg *config.Config, i int, sc config.Source
 	switch sc.Type {
 	case "file":
 		return tail.New(sc.Name, *sc.File, tail.Options{
-			Origin:       pipeline.Origin{Format: format, Mapping: j.mapping[i]},
+			Origin:       pipeline.Origin{Format: format, Mapping: j.mapping[i], Source: sc.Name},
 			Detect:       parsers.Detect,
 			IDs:          &j.ids,
 			Events:       j.events(ctx),
@@ -32,7 +32,7 @@ func openSource(ctx context.Context, cfg *config.Config, i int, sc config.Source
 		})
 	case "kafka":
 		return kafka.New(sc.Name, *sc.Kafka, kafka.Options{
-			Origin:       pipeline.Origin{Format: format, Mapping: j.mapping[i]},
+			Origin:       pipeline.Origin{Format: format, Mapping: j.mapping[i], Source: sc.Name},
 			Detect:       parsers.Detect,
 			IDs:          &j.ids,
 			Events:       j.events(ctx),

@@ -233,7 +233,36 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
+	if err := observeSources(m, in.sources); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	if err := j.instrument(srv); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	j.ready(srv, in)
+	return nil
+}
+
+// durationBuckets are the histograms' bucket bounds, in seconds: a batch
+// takes from well under a millisecond (a discard sink) to the seconds of a
+// retried write.
+var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// instrument gives the runner its synchronous instruments: the batch and
+// sink write duration histograms, recorded once per batch and per write
+// (never per record) with attribute sets the runner builds once.
+func (j *job) instrument(srv *telemetry.Server) error {
+	m := srv.Meter()
+	bd, err1 := m.Float64Histogram("tracepipe.batch.duration", metric.WithUnit("s"),
+		metric.WithDescription("Seconds from a worker taking a batch to its records all having an outcome (delivered, or queued for the DLQ), retries included; one value per batch, by source."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	sw, err2 := m.Float64Histogram("tracepipe.sink.write.duration", metric.WithUnit("s"),
+		metric.WithDescription("Seconds of each write of a batch to a sink, retries included, by sink and outcome (ok, error)."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	j.runner.SetInstruments(pipeline.Instruments{BatchDuration: bd, SinkWrite: sw, Tracer: srv.Tracer()})
 	return nil
 }
 

@@ -3,6 +3,9 @@ package pipeline
 import (
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Format names an input format. FormatAuto is resolved per file by content.
@@ -67,6 +70,10 @@ type Origin struct {
 	// Mapping selects the parse stage's field mapping (0: the default;
 	// a source with its own parse.jsonl paths has its own index).
 	Mapping int
+	// Source is the name of the config source the input belongs to
+	// (`pipeline run`), for telemetry: the batch duration's attribute and
+	// the batch span's. "" for a replay's inputs.
+	Source string
 }
 
 // Replay says which DLQ entry a replayed unit came from.
@@ -170,6 +177,11 @@ type Batch struct {
 	WindowsOnly bool
 
 	wh *WindowHold // the batch's window hold, once a stage took one
+
+	// Telemetry, owned by the runner (telemetry.go): when a worker took
+	// the batch (zero when nothing is timed), and its span.
+	started time.Time
+	span    trace.Span
 }
 
 // UnitBytes returns the bytes of unit i, valid until Reset.
@@ -261,6 +273,7 @@ func (b *Batch) Reset() {
 	b.Acker = nil
 	b.WindowsOnly = false
 	b.wh = nil // the runner (or whoever dropped the batch) owns its share
+	b.started, b.span = time.Time{}, nil
 	b.Replays = b.Replays[:0]
 	b.SinkMask = 0
 	b.pending.Store(0)

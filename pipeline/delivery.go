@@ -50,6 +50,9 @@ type sinkRunner struct {
 	d     SinkDelivery
 	queue chan retryJob
 	wg    sync.WaitGroup
+	// The keys of its failures in the runner's rate-limited log, built
+	// once: a failing sink fails every batch.
+	failedKey, gaveUpKey string
 
 	batches, records, failed, partial, recovered, gaveUp, queueFull, waited, inFlight, permanent atomic.Int64
 }
@@ -77,7 +80,7 @@ func (r *Runner) startSinks() {
 		if d.Workers <= 0 {
 			d.Workers = 4
 		}
-		sr := &sinkRunner{sink: s, index: i, d: d}
+		sr := &sinkRunner{sink: s, index: i, d: d, failedKey: "sink_failed/" + s.Name(), gaveUpKey: "sink_gave_up/" + s.Name()}
 		if d.Retry != nil {
 			sr.queue = make(chan retryJob, d.Queue)
 			for range d.Workers {
@@ -122,6 +125,8 @@ func (r *Runner) deliver(ctx context.Context, b *Batch) {
 		if sr.queue != nil && !permanent(err) && !sr.d.Retry.GiveUpNow(err) {
 			b.pending.Add(1)
 			if sr.enqueue(retryJob{b: b, first: err, start: start}) {
+				r.log.Warn(sr.failedKey, "sink write failed: the batch is retried",
+					append([]any{"sink", sr.sink.Name(), "source", sourcePath(b), "err", CutMessage(err.Error())}, traceID(b)...)...)
 				continue
 			}
 			b.pending.Add(-1)
@@ -177,10 +182,17 @@ func (r *Runner) retry(sr *sinkRunner, j retryJob) {
 
 func (r *Runner) gaveUp(sr *sinkRunner, b *Batch, err error) {
 	sr.gaveUp.Add(1)
+	class := ClassSinkExhausted
 	if permanent(err) {
 		sr.permanent.Add(1)
+		class = ClassSinkPermanent
 	}
 	b.sinkErr[sr.index] = err
+	// Once per interval per sink, with the count: a sink that is down
+	// fails every batch.
+	r.log.Error(sr.gaveUpKey, "sink gave up on a batch: its records go to the DLQ",
+		append([]any{"sink", sr.sink.Name(), "source", sourcePath(b), "class", class, "code", errorCode(err),
+			"records", len(b.todo[sr.index]), "err", CutMessage(err.Error())}, traceID(b)...)...)
 }
 
 // permanent reports whether a sink error means the sink rejected the
@@ -219,7 +231,14 @@ type sinkWrite struct {
 // returned, for the retry policy to judge.
 func (r *Runner) writeTodo(ctx context.Context, sr *sinkRunner, b *Batch) error {
 	todo := b.todo[sr.index]
+	var start time.Time
+	if r.tel != nil && r.tel.SinkWrite != nil {
+		start = time.Now()
+	}
 	err := r.write(ctx, sr.sink, b, todo)
+	if !start.IsZero() {
+		r.timeWrite(ctx, sr, start, err)
+	}
 	if err == nil {
 		sr.records.Add(int64(len(todo)))
 		b.todo[sr.index] = todo[:0]

@@ -46,6 +46,7 @@ type Runner struct {
 	sinks     []*sinkRunner
 	lacking   [][]string // sink names by bit mask
 	log       *ratelog.Logger
+	tel       *runnerTelemetry // nil: no instruments (SetInstruments)
 	closeOnce sync.Once
 
 	acksMu  sync.Mutex
@@ -140,6 +141,7 @@ func (r *Runner) Run(ctx context.Context, in <-chan *Batch) error {
 // back to the pool. A WindowsOnly batch goes through the stages only: no
 // sink and no DLQ sees it. b must not be used after Handle.
 func (r *Runner) Handle(ctx context.Context, b *Batch) {
+	ctx = r.begin(ctx, b)
 	r.runStages(ctx, b)
 	b.pending.Store(1) // the worker's hold
 	if !b.WindowsOnly {
@@ -161,6 +163,7 @@ func (r *Runner) release(ctx context.Context, b *Batch) {
 // counted in) on their first read.
 func (r *Runner) finalize(ctx context.Context, b *Batch) {
 	if b.WindowsOnly {
+		r.end(ctx, b, &batchCount{in: int64(len(b.Records))})
 		r.o.Accounting.addRewindowed(sourcePath(b), int64(len(b.Records)))
 		r.done(b, 0)
 		return
@@ -177,7 +180,7 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 			} else if err != nil {
 				c.lost++
 				r.log.Error("dlq_refused", "DLQ refused an entry: the record is neither delivered nor stored",
-					"source", sourcePath(b), "class", rec.Failure.Class, "err", err)
+					append([]any{"source", sourcePath(b), "class", rec.Failure.Class, "err", err}, traceID(b)...)...)
 			} else if k := ClassIndex(rec.Failure.Class); k >= 0 {
 				c.dlq[k]++
 			}
@@ -187,6 +190,9 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 			c.out++
 		}
 	}
+	// The batch's telemetry before its counts: a scrape that sees the
+	// records counted sees the batch's duration too.
+	r.end(ctx, b, &c)
 	r.o.Accounting.Units.Add(int64(len(b.Units)))
 	r.o.Accounting.add(sourcePath(b), &c, false)
 	r.done(b, c.lost)
@@ -272,7 +278,10 @@ func (r *Runner) runStage(ctx context.Context, st Stage, b *Batch) {
 	defer func() {
 		if p := recover(); p != nil {
 			msg := fmt.Sprintf("panic in stage %s: %v\n%s", st.Name(), p, debug.Stack())
-			r.o.Logger.Error("stage panicked outside its per-record guard; failing the whole batch", "stage", st.Name(), "source", sourcePath(b), "panic", fmt.Sprint(p))
+			// Rate-limited: a stage that panics on one batch may well
+			// panic on every one.
+			r.log.Error("stage_panic", "stage panicked outside its per-record guard; failing the whole batch",
+				append([]any{"stage", st.Name(), "source", sourcePath(b), "panic", fmt.Sprint(p)}, traceID(b)...)...)
 			b.Records = b.Records[:0]
 			for u := range b.Units {
 				b.NewRecord(u).Fail("stage", ClassPanic, "panic", msg)
@@ -286,7 +295,9 @@ func (r *Runner) runStage(ctx context.Context, st Stage, b *Batch) {
 // corrupt stream): one DLQ entry of class file, which counts as one record
 // in. offset is how far reading got, in decompressed bytes.
 func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line int64, err error) {
-	r.o.Logger.Warn("file failed; the rest go on", "path", path, "code", code, "offset", offset, "err", CutMessage(err.Error()))
+	// Rate-limited: a glob over a folder of unreadable files fails each;
+	// every one of them is in the DLQ.
+	r.log.Warn("file_failed", "file failed; the rest go on (each is in the DLQ)", "path", path, "code", code, "offset", offset, "err", CutMessage(err.Error()))
 	c := batchCount{in: 1}
 	f := SourceFailure{Kind: "file", Path: path, Code: code, Offset: offset, Line: line, Err: err}
 	if perr := r.o.DLQ.PutSource(context.WithoutCancel(ctx), f); errors.Is(perr, ErrAlreadyInDLQ) {

@@ -55,9 +55,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer stopProfile()
 	// A replay is a batch tool: it serves telemetry only when asked, and
-	// then whatever telemetry.enabled says (the flag is the asking).
-	if *metrics {
-		srv, stop, err := startTelemetry(cfg, log)
+	// then whatever telemetry.enabled says (the flag is the asking). It
+	// pushes to telemetry.otlp whenever that has an endpoint.
+	if *metrics || cfg.Telemetry.OTLP.Endpoint != "" {
+		srv, stop, err := startTelemetry(cfg, log, *metrics)
 		if err != nil {
 			fmt.Fprintf(stderr, "pipeline: %v\n", err)
 			return exitFailed

@@ -17,9 +17,24 @@ import (
 )
 
 // startTelemetry serves the metrics and health endpoint on
-// telemetry.listen; stop closes it.
-func startTelemetry(cfg *config.Config, log *slog.Logger) (*telemetry.Server, func(), error) {
-	srv, err := telemetry.Start(telemetry.Options{Listen: cfg.Telemetry.Listen, Version: buildVersion(), Logger: log})
+// telemetry.listen when serve is set, and pushes to telemetry.otlp when it
+// has an endpoint; stop closes it (a push sends its final values).
+func startTelemetry(cfg *config.Config, log *slog.Logger, serve bool) (*telemetry.Server, func(), error) {
+	o := telemetry.Options{Version: buildVersion(), Logger: log}
+	if serve {
+		o.Listen = cfg.Telemetry.Listen
+	}
+	if oc := cfg.Telemetry.OTLP; oc.Endpoint != "" {
+		tg, _ := oc.Target() // validated by config.Load
+		o.OTLP = &telemetry.OTLP{
+			HostPort: tg.HostPort, Path: tg.Path, GRPC: oc.Protocol == "grpc", Insecure: tg.Insecure,
+			Interval: oc.Interval, SampleRatio: cfg.Telemetry.Traces.Ratio(), Headers: map[string]string{},
+		}
+		for k, v := range oc.Headers {
+			o.OTLP.Headers[k] = v.Reveal()
+		}
+	}
+	srv, err := telemetry.Start(o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -100,8 +115,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}()
 
 	opts := app.RunOptions{Logger: log, Version: buildVersion(), Reopen: reopen}
-	if cfg.Telemetry.On() {
-		srv, stop, err := startTelemetry(cfg, log)
+	if cfg.Telemetry.On() || cfg.Telemetry.OTLP.Endpoint != "" {
+		srv, stop, err := startTelemetry(cfg, log, cfg.Telemetry.On())
 		if err != nil {
 			fmt.Fprintf(stderr, "pipeline: %v\n", err)
 			return exitFailed

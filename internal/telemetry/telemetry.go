@@ -33,6 +33,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ScopeName is the instrumentation scope of every tracepipe instrument.
@@ -41,7 +43,7 @@ const ScopeName = "github.com/tracepipe/tracepipe"
 // Options configure Start.
 type Options struct {
 	// Listen is the host:port to bind (telemetry.listen); port 0 takes a
-	// free one, see Server.Addr.
+	// free one, see Server.Addr. "" serves nothing (an OTLP push only).
 	Listen string
 	// Knob names the setting Listen came from, for the error a busy port
 	// gives (default "telemetry.listen").
@@ -49,12 +51,17 @@ type Options struct {
 	// Version is the build's version, in tracepipe.build.info.
 	Version string
 	Logger  *slog.Logger
+	// OTLP, when set, pushes the metrics to a collector and exports the
+	// pipeline's spans there (see otlp.go).
+	OTLP *OTLP
 }
 
 // Server is the endpoint and the MeterProvider behind it.
 type Server struct {
 	provider *sdkmetric.MeterProvider
 	meter    metric.Meter
+	tracer   trace.Tracer // nil: no span is made (no OTLP endpoint)
+	traces   *sdktrace.TracerProvider
 	ln       net.Listener
 	srv      *http.Server
 	served   chan struct{}
@@ -90,14 +97,18 @@ type Status struct {
 }
 
 // Start binds o.Listen and serves /metrics, /healthz and /readyz there
-// until Close. A busy or unusable address is an error naming it and the
-// knob it came from, before anything else starts.
+// until Close, and starts the OTLP push when o.OTLP is set. A busy or
+// unusable address is an error naming it and the knob it came from,
+// before anything else starts.
 func Start(o Options) (*Server, error) {
 	if o.Knob == "" {
 		o.Knob = "telemetry.listen"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Listen == "" {
+		return startPushOnly(o)
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -120,24 +131,12 @@ func Start(o Options) (*Server, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	res := resource.NewSchemaless(
-		attribute.String("service.name", "tracepipe"),
-		attribute.String("service.version", o.Version),
-	)
-	s := &Server{
-		provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res)),
-		ln:       ln,
-		served:   make(chan struct{}),
-		start:    time.Now(),
-		version:  o.Version,
-		log:      o.Logger,
-		checks:   map[string]Check{},
-	}
-	s.meter = s.provider.Meter(ScopeName)
-	if err := s.buildInfo(); err != nil {
+	s, err := newServer(o, exp)
+	if err != nil {
 		_ = ln.Close()
 		return nil, err
 	}
+	s.ln = ln
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slogErrorLog{o.Logger},
@@ -156,12 +155,73 @@ func Start(o Options) (*Server, error) {
 	return s, nil
 }
 
+// newServer makes the providers: the meter provider read by the
+// Prometheus exporter (pull, when set) and by the OTLP push (when
+// configured), and the tracer provider of the OTLP spans.
+func newServer(o Options, pull sdkmetric.Reader) (*Server, error) {
+	res := resource.NewSchemaless(
+		attribute.String("service.name", "tracepipe"),
+		attribute.String("service.version", o.Version),
+	)
+	var readers []sdkmetric.Option
+	if pull != nil {
+		readers = append(readers, sdkmetric.WithReader(pull))
+	}
+	s := &Server{
+		served:  make(chan struct{}),
+		start:   time.Now(),
+		version: o.Version,
+		log:     o.Logger,
+		checks:  map[string]Check{},
+	}
+	if o.OTLP != nil {
+		push, tp, err := o.OTLP.start(res, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		readers = append(readers, sdkmetric.WithReader(push))
+		s.traces = tp
+		if tp != nil {
+			s.tracer = tp.Tracer(ScopeName)
+		}
+	}
+	s.provider = sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
+	s.meter = s.provider.Meter(ScopeName)
+	if err := s.buildInfo(); err != nil {
+		_ = s.provider.Shutdown(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// startPushOnly is Start with no endpoint to serve: the OTLP push alone.
+func startPushOnly(o Options) (*Server, error) {
+	if o.OTLP == nil {
+		return nil, errors.New("telemetry: nothing to do: no address to listen on and no OTLP endpoint")
+	}
+	s, err := newServer(o, nil)
+	if err != nil {
+		return nil, err
+	}
+	close(s.served)
+	return s, nil
+}
+
 // Addr is the address the endpoint listens on (with the port taken, when
-// Listen asked for port 0).
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+// Listen asked for port 0); "" when it serves nothing.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
 
 // Meter is the meter every tracepipe instrument is made from.
 func (s *Server) Meter() metric.Meter { return s.meter }
+
+// Tracer is the tracer of the pipeline's own spans; nil when spans go
+// nowhere, so that none is made.
+func (s *Server) Tracer() trace.Tracer { return s.tracer }
 
 // SetCheck sets (or, with nil, removes) the readiness check of component.
 // Components are named kind/name: source/logs, sink/out, dlq.
@@ -176,11 +236,19 @@ func (s *Server) SetCheck(component string, c Check) {
 }
 
 // Close stops serving (requests in flight finish, within ctx) and shuts
-// the MeterProvider down; the callbacks are not called again.
+// the providers down: an OTLP push sends the final values and the spans
+// still queued, within ctx; the callbacks are not called again.
 func (s *Server) Close(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	var err error
+	if s.srv != nil {
+		err = s.srv.Shutdown(ctx)
+	}
 	<-s.served
-	return errors.Join(err, s.provider.Shutdown(ctx))
+	err = errors.Join(err, s.provider.Shutdown(ctx))
+	if s.traces != nil {
+		err = errors.Join(err, s.traces.Shutdown(ctx))
+	}
+	return err
 }
 
 // buildInfo registers tracepipe.build.info: 1, with the version and the

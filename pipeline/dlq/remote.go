@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tracepipe/tracepipe/internal/ratelog"
 )
 
 // RemoteServer is what a remote backend (Redis, Kafka) supplies to Remote:
@@ -113,6 +115,7 @@ type Remote struct {
 	downText string
 	upText   string
 	log      *slog.Logger
+	rl       *ratelog.Logger // entries lost: a refusing fallback refuses each
 	batch    int
 
 	in   *Intake
@@ -162,6 +165,7 @@ func NewRemote(srv RemoteServer, opts RemoteOptions) *Remote {
 		downText:   opts.DownText,
 		upText:     opts.UpText,
 		log:        opts.Logger,
+		rl:         ratelog.New(opts.Logger, 10*time.Second),
 		batch:      opts.Batch,
 		in:         NewIntake(opts.QueueSize),
 		done:       make(chan struct{}),
@@ -232,6 +236,7 @@ func (r *Remote) Sync(ctx context.Context) error {
 // error wrapping ctx.Err(); the writer goes on in the background and a
 // later Close waits again.
 func (r *Remote) Close(ctx context.Context) error {
+	defer r.rl.Flush() // the count of entries lost since the last line
 	r.in.Close()
 	select {
 	case <-r.done:
@@ -392,7 +397,7 @@ func (r *Remote) fallback(entries []*Entry, cause error) {
 
 // fail counts n entries lost, logs them and keeps err if it is the first.
 func (r *Remote) fail(n int64, err error) {
-	r.log.Error(r.name+": entries lost", r.logAttrs("entries", n, "err", err)...)
+	r.rl.Error("entries_lost", r.name+": entries lost", r.logAttrs("entries", n, "err", err)...)
 	r.statsMu.Lock()
 	r.stats.Failed += n
 	if r.err == nil {

@@ -64,6 +64,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tracepipe/tracepipe/config"
+	"github.com/tracepipe/tracepipe/internal/ratelog"
 	"github.com/tracepipe/tracepipe/internal/redisconn"
 	"github.com/tracepipe/tracepipe/pipeline/windows"
 )
@@ -86,6 +87,7 @@ const (
 type Windows struct {
 	client *goredis.Client
 	log    *slog.Logger
+	rl     *ratelog.Logger
 	prefix string
 	ttl    time.Duration
 
@@ -120,6 +122,7 @@ func NewWindows(cfg config.WindowsRedis, log *slog.Logger) (*Windows, error) {
 	return &Windows{
 		client:   c,
 		log:      log,
+		rl:       ratelog.New(log, 10*time.Second),
 		prefix:   cfg.KeyPrefix,
 		ttl:      cfg.TTL,
 		lastTrim: map[string]time.Time{},
@@ -152,7 +155,10 @@ func checkServer(ctx context.Context, c *goredis.Client) error {
 func (w *Windows) Name() string { return "redis" }
 
 // Close closes the connections.
-func (w *Windows) Close() error { return w.client.Close() }
+func (w *Windows) Close() error {
+	w.rl.Flush() // the count of rows skipped since the last line
+	return w.client.Close()
+}
 
 // Flush implements windows.RowWriter. Nothing is left to do: WriteRows
 // returns once Redis has replied to every write, the store's durability
@@ -346,7 +352,8 @@ func mergeRows(old, next *windows.Row) error {
 
 func (w *Windows) skip(msg, key, field string, err error) {
 	w.skipped.Add(1)
-	w.log.Warn("redis windows: "+msg, "key", key, "field", field, "err", err)
+	// Rate-limited: a failure that hits one row hits the next ones too.
+	w.rl.Warn("skip: "+msg, "redis windows: "+msg, "key", key, "field", field, "err", err)
 }
 
 // dropMissing removes from the index (KEYS[1]) each window key (KEYS[2:])

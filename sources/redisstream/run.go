@@ -332,7 +332,7 @@ func (s *Source) poison(ctx context.Context, m goredis.XMessage, deliveries int6
 		}
 	}
 	s.poisoned.Add(1)
-	s.log.Warn("redis stream source: entry delivered more than max_deliveries times: moved to the DLQ",
+	s.rl.Warn("redis_stream_poison", "redis stream source: entry delivered more than max_deliveries times: moved to the DLQ",
 		"id", m.ID, "deliveries", deliveries, "max_deliveries", s.cfg.MaxDeliveries, "atomic", moved)
 	return nil
 }
