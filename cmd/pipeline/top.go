@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -336,11 +337,16 @@ const (
 	mWindowOverflow  = "tracepipe_window_overflow_total"
 	mCheckpointAge   = "tracepipe_checkpoint_age_seconds"
 	mBuildInfo       = "tracepipe_build_info"
-	// Source lag is read from any family with this prefix and a source
-	// label, so that each kind of source may export its own unit (bytes
-	// behind for files, records for Kafka and Redis).
-	mSourceLagPrefix = "tracepipe_source_lag"
 )
+
+// sourceLagFamily matches the source lag families, one per kind of source
+// (tracepipe.source.<kind>.lag: tracepipe_source_file_lag_bytes,
+// tracepipe_source_kafka_lag, tracepipe_source_redis_lag): the kind, and
+// the unit when the exporter put one in the name.
+var sourceLagFamily = regexp.MustCompile(`^tracepipe_source_([a-z]+)_lag(?:_([a-z]+))?$`)
+
+// lagUnits names the unit of a lag family whose name has none.
+var lagUnits = map[string]string{"kafka": "messages", "redis": "entries"}
 
 // computeTop turns the current scrape, and the one before when there is
 // one, into the rows top shows, with rates from the counters' deltas.
@@ -431,10 +437,14 @@ func computeTop(prev *topSample, cur topSample) topView {
 	lags := map[string]float64{}
 	lagUnit := map[string]string{}
 	for fam, mf := range f {
-		if !strings.HasPrefix(fam, mSourceLagPrefix) {
+		lm := sourceLagFamily.FindStringSubmatch(fam)
+		if lm == nil {
 			continue
 		}
-		unit := strings.TrimPrefix(strings.TrimPrefix(fam, mSourceLagPrefix), "_")
+		unit := lm[2]
+		if unit == "" {
+			unit = lagUnits[lm[1]]
+		}
 		for _, m := range mf.GetMetric() {
 			if s := topLabel(m, "source"); s != "" {
 				lags[s] += topValue(m)

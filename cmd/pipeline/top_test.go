@@ -246,7 +246,7 @@ func topPerSource(logs, other, lag float64) func(string) string {
 		j := strings.IndexByte(s[i+1:], '\n')
 		s = s[:i] + fmt.Sprintf("\ntracepipe_records_in_total{source=\"logs\"} %v\ntracepipe_records_in_total{source=\"other\"} %v", logs, other) + s[i+1+j:]
 		if lag > 0 {
-			s += fmt.Sprintf("# TYPE tracepipe_source_lag_bytes gauge\ntracepipe_source_lag_bytes{source=\"logs\",file=\"a\"} %v\ntracepipe_source_lag_bytes{source=\"logs\",file=\"b\"} 0\n", lag)
+			s += fmt.Sprintf("# TYPE tracepipe_source_file_lag_bytes gauge\ntracepipe_source_file_lag_bytes{source=\"logs\",file=\"a\"} %v\ntracepipe_source_file_lag_bytes{source=\"logs\",file=\"b\"} 0\n", lag)
 		}
 		return s
 	}
