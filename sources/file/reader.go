@@ -98,9 +98,14 @@ const (
 	DefaultReadBufferBytes  = 1 << 20
 )
 
-// zstdMaxWindow bounds the memory a zstd stream may ask for. Streams made
-// with the zstd tool's default and ultra levels up to 19 stay well below it.
-const zstdMaxWindow = 64 << 20
+// zstdMaxWindow bounds the memory a zstd stream may ask for: the decoder
+// keeps up to one window of decoded history per file being read, so at
+// most Concurrency times 128 MiB (512 MiB with the default 4 files at
+// once), and only as the file's data fills it. It is the zstd tool's own
+// default decoding limit (window log 27), so anything that tool decodes
+// without --memory is read here too, `zstd --long` (--long=27) output
+// included; a frame asking for more is a CodeZstd file error.
+const zstdMaxWindow = 128 << 20
 
 // DefaultOptions returns the default options, with FormatAuto and no Detect.
 func DefaultOptions() Options {
