@@ -53,3 +53,61 @@ func TestReadZstdLongWindow(t *testing.T) {
 		t.Fatalf("got %d units, want %d", len(got), len(want))
 	}
 }
+
+// TestReadBzip2AndXz reads files made by the bzip2 and xz tools, found by
+// their magic bytes whatever their names, single and concatenated streams,
+// and a pretty-printed document in each; a file cut in half sends the
+// units before the cut and fails with the decompressor's code.
+func TestReadBzip2AndXz(t *testing.T) {
+	lines, want := ndjson(3000)
+	pretty := []byte("{\n  \"resourceSpans\": [\n    {}\n  ]\n}\n")
+	wantPretty := []string{"1@0 {\n  \"resourceSpans\": [\n    {}\n  ]\n}"}
+	for _, tc := range []struct {
+		tool string
+		args []string
+		code string
+	}{
+		{"bzip2", []string{"-c"}, CodeBzip2},
+		{"xz", []string{"-c"}, CodeXz},
+		{"xz", []string{"-c", "-9e"}, CodeXz}, // a 64 MiB dictionary
+	} {
+		t.Run(tc.tool+strings.Join(tc.args, ""), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			half := bytes.IndexByte(lines[len(lines)/2:], '\n') + len(lines)/2 + 1
+			whole := cliCompress(t, lines, tc.tool, tc.args...)
+			concat := append(cliCompress(t, lines[:half], tc.tool, tc.args...), cliCompress(t, lines[half:], tc.tool, tc.args...)...)
+			for _, f := range []struct {
+				name string
+				data []byte
+				want []string
+			}{
+				{"no-extension", whole, want},
+				{"concatenated.jsonl", concat, want},
+				{"pretty.json", cliCompress(t, pretty, tc.tool, tc.args...), wantPretty},
+			} {
+				p := writeFile(t, dir, f.name, f.data)
+				res := collect(t, testOptions(), []File{fileOf(t, p)})
+				if len(res.errs) != 0 {
+					t.Fatalf("%s: errors %v", f.name, res.errs)
+				}
+				if got := res.units[p]; strings.Join(got, "\n") != strings.Join(f.want, "\n") {
+					t.Fatalf("%s: got %d units, want %d; first %q", f.name, len(got), len(f.want), got[:min(1, len(got))])
+				}
+			}
+
+			// Cut short: bzip2 checks its blocks as they end, xz its
+			// stream as it ends, so only some units may come first; all
+			// that come are right, and the file fails once, with its code.
+			p := writeFile(t, dir, "truncated", whole[:len(whole)*3/4])
+			res := collect(t, testOptions(), []File{fileOf(t, p)})
+			got := res.units[p]
+			if len(got) >= len(want) || strings.Join(got, "\n") != strings.Join(want[:len(got)], "\n") {
+				t.Fatalf("truncated: %d units, not a strict prefix of the file's %d", len(got), len(want))
+			}
+			if len(res.errs) != 1 || res.errs[0].Code != tc.code || res.errs[0].Err == nil {
+				t.Fatalf("truncated: errors %+v, want one with code %s", res.errs, tc.code)
+			}
+		})
+	}
+}

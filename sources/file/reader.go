@@ -1,8 +1,9 @@
 // Package file is the file source: it resolves PATH arguments (files,
-// folders, globs) to a list of files, and reads them, plain, gzip or zstd,
-// concurrently into pipeline batches, cutting each file into units (lines of
-// NDJSON, or whole JSON documents). A file whose name ends in .jsonl,
-// .ndjson or .log (before a .gz, .zst or .zstd) is lines; for any other the
+// folders, globs) to a list of files, and reads them, plain, gzip, zstd,
+// bzip2 or xz (told by their magic bytes, not their names), concurrently
+// into pipeline batches, cutting each file into units (lines of NDJSON, or
+// whole JSON documents). A file whose name ends in .jsonl, .ndjson or .log
+// (before a compression suffix) is lines; for any other the
 // framing is detected from its content. A document that fails to frame
 // (cut short, torn, too deep, too large) never swallows what follows it: see
 // the splitter.
@@ -19,6 +20,7 @@ package file
 
 import (
 	"bufio"
+	"compress/bzip2"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +33,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 )
@@ -280,13 +283,13 @@ const CodeNotRegular = "not_regular"
 
 // lineFramed reports whether a file's name says it holds one JSON value per
 // line: it ends in .jsonl, .ndjson or .log, once compression suffixes are
-// taken off. Such a file is never read as documents, whatever its first
+// taken off (.gz, .zst, .zstd, .bz2, .xz). Such a file is never read as documents, whatever its first
 // bytes.
 func lineFramed(path string) bool {
 	name := strings.ToLower(filepath.Base(path))
 	for {
 		ext := filepath.Ext(name)
-		if ext != ".gz" && ext != ".zst" && ext != ".zstd" {
+		if ext != ".gz" && ext != ".zst" && ext != ".zstd" && ext != ".bz2" && ext != ".xz" {
 			break
 		}
 		name = strings.TrimSuffix(name, ext)
@@ -313,6 +316,9 @@ func notRegular(m os.FileMode) string {
 var (
 	gzipMagic = []byte{0x1f, 0x8b}
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	// bzip2Magic is followed by the block size, '1' to '9'.
+	bzip2Magic = []byte("BZh")
+	xzMagic    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 )
 
 // ReadOne reads one file already open, fh, found at path, as Run reads each
@@ -377,7 +383,7 @@ func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipe
 	w.br.Reset(&w.disk)
 	var src io.Reader = w.br
 	code := CodeRead
-	magic, _ := w.br.Peek(4)
+	magic, _ := w.br.Peek(len(xzMagic))
 	switch {
 	case hasPrefix(magic, gzipMagic):
 		code = CodeGzip
@@ -401,6 +407,24 @@ func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipe
 			return fail(w.codeOf(code, err), err)
 		}
 		src = w.zd
+	case hasPrefix(magic, bzip2Magic) && len(magic) > 3 && magic[3] >= '1' && magic[3] <= '9':
+		// The standard library's reader holds one block, at most 900 kB
+		// of input and its 3.6 MB of tables; it reads concatenated
+		// streams (pbzip2's output) as one. It has no Reset: one is made
+		// per file, which is cheap next to decoding.
+		code = CodeBzip2
+		src = bzip2.NewReader(w.br)
+	case hasPrefix(magic, xzMagic):
+		// The xz reader allocates the dictionary each block's header
+		// asks for: 8 MiB for the xz tool's default level, 64 MiB for
+		// -9, and up to the 4 GiB the format allows for a file made to
+		// ask for it. It reads concatenated streams and padding too.
+		code = CodeXz
+		xr, err := xz.NewReader(w.br)
+		if err != nil {
+			return fail(w.codeOf(code, err), err)
+		}
+		src = xr
 	}
 	w.dec.src = src
 	lim := w.limits()
