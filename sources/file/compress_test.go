@@ -2,7 +2,9 @@ package file
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -109,5 +111,98 @@ func TestReadBzip2AndXz(t *testing.T) {
 				t.Fatalf("truncated: errors %+v, want one with code %s", res.errs, tc.code)
 			}
 		})
+	}
+}
+
+// utf16 encodes s as UTF-16 with a byte order mark (ASCII only).
+func utf16(s string, bigEndian bool) []byte {
+	out := []byte{0xff, 0xfe}
+	if bigEndian {
+		out = []byte{0xfe, 0xff}
+	}
+	for _, c := range []byte(s) {
+		if bigEndian {
+			out = append(out, 0, c)
+		} else {
+			out = append(out, c, 0)
+		}
+	}
+	return out
+}
+
+// TestReadUnsupportedFormats checks that each container or encoding that
+// is recognised but not read fails the file once, with
+// CodeUnsupportedFormat and a message naming it, and sends no unit at all
+// (so no line of it becomes a malformed DLQ entry), also when it sits
+// inside a compression the reader decodes. The archives are made by the
+// real tools (tar, zip, lz4) at test time; 7z and the UTF-16/32 files are
+// built by hand from their documented first bytes, since p7zip is not
+// always installed.
+func TestReadUnsupportedFormats(t *testing.T) {
+	dir := t.TempDir()
+	lines, _ := ndjson(2000)
+	writeFile(t, dir, "member/spans.jsonl", lines)
+	tool := func(name string, args ...string) []byte {
+		t.Helper()
+		if _, err := exec.LookPath(name); err != nil {
+			t.Skipf("%s not installed: %v", name, err)
+		}
+		cmd := exec.CommandContext(t.Context(), name, args...)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %v: %v", name, args, err)
+		}
+		return out
+	}
+	tarball := tool("tar", "-cf", "-", "member")
+	gnuTar := tool("tar", "--format=gnu", "-cf", "-", "member")
+	tool("zip", "-q", "-r", "archive.zip", "member")
+	zipped, err := os.ReadFile(filepath.Join(dir, "archive.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(lines[:2000])
+	for _, tc := range []struct {
+		name, file string
+		data       []byte
+	}{
+		{"tar archive", "a.tar", tarball},
+		{"tar archive", "gnu.jsonl", gnuTar}, // the content decides, not the name
+		{"tar archive, gzip-compressed", "a.tar.gz", gzipBytes(tarball)},
+		{"tar archive, zstd-compressed", "a.tar.zst", zstdBytes(tarball)},
+		{"tar archive, xz-compressed", "a.tar.xz", cliCompress(t, tarball, "xz", "-c")},
+		{"tar archive, bzip2-compressed", "a.tar.bz2", cliCompress(t, tarball, "bzip2", "-c")},
+		{"lz4", "spans.jsonl.lz4", cliCompress(t, lines, "lz4", "-q", "-c")},
+		{"zip archive", "archive.zip", zipped},
+		{"7z archive", "a.7z", append([]byte{'7', 'z', 0xbc, 0xaf, 0x27, 0x1c, 0, 4}, lines[:100]...)},
+		{"UTF-16 text", "le.jsonl", utf16(text, false)},
+		{"UTF-16 text", "be.jsonl", utf16(text, true)},
+		{"UTF-16 text, gzip-compressed", "le.jsonl.gz", gzipBytes(utf16(text, false))},
+		{"UTF-32 text", "32.jsonl", append([]byte{0xff, 0xfe, 0, 0}, lines[:100]...)},
+	} {
+		p := writeFile(t, dir, tc.file, tc.data)
+		res := collect(t, testOptions(), []File{fileOf(t, p)})
+		if n := len(res.units[p]); n != 0 {
+			t.Errorf("%s: %d units sent, want none", tc.file, n)
+		}
+		if len(res.errs) != 1 {
+			t.Fatalf("%s: errors %v, want one", tc.file, res.errs)
+		}
+		fe := res.errs[0]
+		if fe.Code != CodeUnsupportedFormat || fe.Path != p || fe.Offset != 0 || !strings.HasPrefix(fe.Err.Error(), tc.name+": ") {
+			t.Errorf("%s: error %+v (%v), want %s naming %q", tc.file, fe, fe.Err, CodeUnsupportedFormat, tc.name)
+		}
+	}
+
+	// What merely looks like those formats further in is read: a line
+	// holding "ustar" at offset 257, and a short file.
+	line := []byte(`{"pad":"` + strings.Repeat("x", 249) + `ustar"}` + "\n")
+	for name, data := range map[string][]byte{"ustar-inside.jsonl": line, "short.jsonl": []byte("{}\n"), "short.gz": gzipBytes([]byte("{}\n"))} {
+		p := writeFile(t, dir, name, data)
+		res := collect(t, testOptions(), []File{fileOf(t, p)})
+		if len(res.errs) != 0 || len(res.units[p]) != 1 {
+			t.Errorf("%s: errors %v, %d units, want 1 unit", name, res.errs, len(res.units[p]))
+		}
 	}
 }
