@@ -34,6 +34,8 @@ const (
 	CodeRead       = "read"       // reading the file failed
 	CodeGzip       = "gzip"       // the gzip stream is corrupt or truncated
 	CodeZstd       = "zstd"       // the zstd stream is corrupt or truncated
+	CodeBzip2      = "bzip2"      // the bzip2 stream is corrupt or truncated
+	CodeXz         = "xz"         // the xz stream is corrupt or truncated
 )
 
 // FileError says why a whole file, or a PATH argument, could not be read. It

@@ -1,8 +1,9 @@
 // Package file is the file source: it resolves PATH arguments (files,
-// folders, globs) to a list of files, and reads them, plain, gzip or zstd,
-// concurrently into pipeline batches, cutting each file into units (lines of
-// NDJSON, or whole JSON documents). A file whose name ends in .jsonl,
-// .ndjson or .log (before a .gz, .zst or .zstd) is lines; for any other the
+// folders, globs) to a list of files, and reads them, plain, gzip, zstd,
+// bzip2 or xz (told by their magic bytes, not their names), concurrently
+// into pipeline batches, cutting each file into units (lines of NDJSON, or
+// whole JSON documents). A file whose name ends in .jsonl, .ndjson or .log
+// (before a compression suffix) is lines; for any other the
 // framing is detected from its content. A document that fails to frame
 // (cut short, torn, too deep, too large) never swallows what follows it: see
 // the splitter.
@@ -19,6 +20,8 @@ package file
 
 import (
 	"bufio"
+	"bytes"
+	"compress/bzip2"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +34,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 
 	"github.com/tracepipe/tracepipe/pipeline"
 )
@@ -98,9 +102,14 @@ const (
 	DefaultReadBufferBytes  = 1 << 20
 )
 
-// zstdMaxWindow bounds the memory a zstd stream may ask for. Streams made
-// with the zstd tool's default and ultra levels up to 19 stay well below it.
-const zstdMaxWindow = 64 << 20
+// zstdMaxWindow bounds the memory a zstd stream may ask for: the decoder
+// keeps up to one window of decoded history per file being read, so at
+// most Concurrency times 128 MiB (512 MiB with the default 4 files at
+// once), and only as the file's data fills it. It is the zstd tool's own
+// default decoding limit (window log 27), so anything that tool decodes
+// without --memory is read here too, `zstd --long` (--long=27) output
+// included; a frame asking for more is a CodeZstd file error.
+const zstdMaxWindow = 128 << 20
 
 // DefaultOptions returns the default options, with FormatAuto and no Detect.
 func DefaultOptions() Options {
@@ -275,13 +284,13 @@ const CodeNotRegular = "not_regular"
 
 // lineFramed reports whether a file's name says it holds one JSON value per
 // line: it ends in .jsonl, .ndjson or .log, once compression suffixes are
-// taken off. Such a file is never read as documents, whatever its first
+// taken off (.gz, .zst, .zstd, .bz2, .xz). Such a file is never read as documents, whatever its first
 // bytes.
 func lineFramed(path string) bool {
 	name := strings.ToLower(filepath.Base(path))
 	for {
 		ext := filepath.Ext(name)
-		if ext != ".gz" && ext != ".zst" && ext != ".zstd" {
+		if ext != ".gz" && ext != ".zst" && ext != ".zstd" && ext != ".bz2" && ext != ".xz" {
 			break
 		}
 		name = strings.TrimSuffix(name, ext)
@@ -308,7 +317,51 @@ func notRegular(m os.FileMode) string {
 var (
 	gzipMagic = []byte{0x1f, 0x8b}
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	// bzip2Magic is followed by the block size, '1' to '9'.
+	bzip2Magic = []byte("BZh")
+	xzMagic    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 )
+
+// CodeUnsupportedFormat is the FileError code of a file in a format
+// recognised by its first bytes but not read (an archive, a compression
+// with no decoder here, text not in UTF-8): the file fails whole, once,
+// naming the format, instead of yielding a malformed unit for every line
+// of binary or UTF-16 it holds.
+const CodeUnsupportedFormat = "unsupported_format"
+
+// sniffBytes is how many first bytes unsupportedFormat needs: a tar
+// header is a 512-byte block, its magic at offset 257.
+const sniffBytes = 512
+
+// unsupported are the formats refused by their first bytes, tried in order.
+var unsupported = []struct {
+	magic []byte
+	name  string
+}{
+	{[]byte{0x04, 0x22, 0x4d, 0x18}, "lz4"},
+	{[]byte{0x02, 0x21, 0x4c, 0x18}, "lz4 (legacy format)"},
+	{[]byte("PK\x03\x04"), "zip archive"},
+	{[]byte("PK\x05\x06"), "zip archive (empty)"},
+	{[]byte{'7', 'z', 0xbc, 0xaf, 0x27, 0x1c}, "7z archive"},
+	{[]byte{0xff, 0xfe, 0x00, 0x00}, "UTF-32 text"}, // before UTF-16 LE, whose BOM it starts with
+	{[]byte{0x00, 0x00, 0xfe, 0xff}, "UTF-32 text"},
+	{[]byte{0xff, 0xfe}, "UTF-16 text"},
+	{[]byte{0xfe, 0xff}, "UTF-16 text"},
+}
+
+// unsupportedFormat names the format of a stream starting with head when
+// it is one that is recognised but not read, else returns "".
+func unsupportedFormat(head []byte) string {
+	if isTarHeader(head) {
+		return "tar archive"
+	}
+	for _, u := range unsupported {
+		if hasPrefix(head, u.magic) {
+			return u.name
+		}
+	}
+	return ""
+}
 
 // ReadOne reads one file already open, fh, found at path, as Run reads each
 // of its files (decompressing, framing by name or content), into batches
@@ -372,7 +425,12 @@ func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipe
 	w.br.Reset(&w.disk)
 	var src io.Reader = w.br
 	code := CodeRead
-	magic, _ := w.br.Peek(4)
+	// Peeking does not consume, and the buffer (256 KiB) holds far more
+	// than sniffBytes; a shorter file gives what it has.
+	magic, _ := w.br.Peek(sniffBytes)
+	if name := unsupportedFormat(magic); name != "" {
+		return fail(CodeUnsupportedFormat, errors.New(name+": not read (unsupported format)"))
+	}
 	switch {
 	case hasPrefix(magic, gzipMagic):
 		code = CodeGzip
@@ -396,6 +454,39 @@ func (w *worker) readOpen(ctx context.Context, fh *os.File, f File, source *pipe
 			return fail(w.codeOf(code, err), err)
 		}
 		src = w.zd
+	case hasPrefix(magic, bzip2Magic) && len(magic) > 3 && magic[3] >= '1' && magic[3] <= '9':
+		// The standard library's reader holds one block, at most 900 kB
+		// of input and its 3.6 MB of tables; it reads concatenated
+		// streams (pbzip2's output) as one. It has no Reset: one is made
+		// per file, which is cheap next to decoding.
+		code = CodeBzip2
+		src = bzip2.NewReader(w.br)
+	case hasPrefix(magic, xzMagic):
+		// The xz reader allocates the dictionary each block's header
+		// asks for: 8 MiB for the xz tool's default level, 64 MiB for
+		// -9, and up to the 4 GiB the format allows for a file made to
+		// ask for it. It reads concatenated streams and padding too.
+		code = CodeXz
+		xr, err := xz.NewReader(w.br)
+		if err != nil {
+			return fail(w.codeOf(code, err), err)
+		}
+		src = xr
+	}
+	if src != w.br {
+		// A container inside the compression (logs.tar.gz, UTF-16 text
+		// gzipped) is refused as well: its first decoded bytes are read
+		// ahead and put back in front of the stream.
+		head := make([]byte, sniffBytes)
+		n, err := io.ReadFull(src, head)
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return fail(w.codeOf(code, err), err)
+		}
+		head = head[:n]
+		if name := unsupportedFormat(head); name != "" {
+			return fail(CodeUnsupportedFormat, fmt.Errorf("%s, %s-compressed: not read (unsupported format)", name, code))
+		}
+		src = io.MultiReader(bytes.NewReader(head), src)
 	}
 	w.dec.src = src
 	lim := w.limits()
@@ -523,6 +614,38 @@ func (w *worker) formatLimits(b *pipeline.Batch) {
 		}
 	}
 	w.sp.lim.maxLine, w.sp.lim.maxDoc, w.sp.lim.keep = line, doc, keep
+}
+
+// isTarHeader reports whether head starts with a tar header block: "ustar"
+// at offset 257 (POSIX writes "ustar\x0000" there, GNU tar "ustar  \x00")
+// and a header checksum that adds up, so that a JSON line which happens
+// to hold "ustar" at that offset is not taken for one.
+func isTarHeader(head []byte) bool {
+	if len(head) < 512 || string(head[257:262]) != "ustar" {
+		return false
+	}
+	// The checksum is the sum of the block's bytes with its own field
+	// (148 to 156) counted as spaces, written in octal, ended by a NUL or
+	// a space.
+	want, digits := 0, 0
+	for _, c := range head[148:156] {
+		if c >= '0' && c <= '7' {
+			want = want*8 + int(c-'0')
+			digits++
+		} else if c != ' ' && c != 0 || digits > 0 {
+			break
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	sum := 8 * int(' ')
+	for i, c := range head[:512] {
+		if i < 148 || i >= 156 {
+			sum += int(c)
+		}
+	}
+	return sum == want
 }
 
 func hasPrefix(p, prefix []byte) bool {
