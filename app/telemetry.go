@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,9 +91,9 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 	var insts []metric.Observable
 	add := func(o ...metric.Observable) { insts = append(insts, o...) }
 
-	recIn := counter("tracepipe.records.in", "{record}", "Records taken in (a unit that failed as a whole, or a file that did, counts as one); job-wide.")
-	recOut := counter("tracepipe.records.out", "{record}", "Records every sink they were for took; job-wide.")
-	recFiltered := counter("tracepipe.records.filtered", "{record}", "Records dropped by configuration (filter, missing_trace_id: filter, late_policy: drop); job-wide.")
+	recIn := counter("tracepipe.records.in", "{record}", "Records taken in (a unit that failed as a whole, or a file that did, counts as one), by source and format.")
+	recOut := counter("tracepipe.records.out", "{record}", "Records every sink they were for took, by source and format.")
+	recFiltered := counter("tracepipe.records.filtered", "{record}", "Records dropped by configuration (filter, missing_trace_id: filter, late_policy: drop), by source and format.")
 	units := counter("tracepipe.units.read", "{unit}", "Lines and whole JSON documents read.")
 	bytesRead := counter("tracepipe.bytes.read", "By", "Bytes read from the inputs (compressed files count their compressed bytes).")
 	bytesIn := counter("tracepipe.bytes.in", "By", "Bytes handed to the parsers, after decompression.")
@@ -166,12 +167,37 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 		return metric.WithAttributeSet(attribute.NewSet(attribute.String("policy", p)))
 	}
 	lateDLQ, lateDrop, lateUpdate, lateExpired := policy("dlq"), policy("drop"), policy("update"), policy("expired")
+	// The (source, format) pairs' sets, built as pairs appear: they are
+	// bounded (pipeline.MaxSeries). The lock is for two readers (the
+	// Prometheus scrape and an OTLP push) calling back at once.
+	type seriesKey struct {
+		source string
+		format pipeline.Format
+	}
+	var seriesMu sync.Mutex
+	seriesAttrs := map[seriesKey]metric.MeasurementOption{}
+	seriesAttr := func(sc pipeline.SeriesCount) metric.MeasurementOption {
+		seriesMu.Lock()
+		defer seriesMu.Unlock()
+		k := seriesKey{sc.Source, sc.Format}
+		at, ok := seriesAttrs[k]
+		if !ok {
+			at = metric.WithAttributeSet(attribute.NewSet(attribute.String("source", sc.Source), attribute.String("format", sc.Format.String())))
+			seriesAttrs[k] = at
+		}
+		return at
+	}
 
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		a := j.runner.Accounting()
-		o.ObserveInt64(recIn, a.RecordsIn.Load())
-		o.ObserveInt64(recOut, a.RecordsOut.Load())
-		o.ObserveInt64(recFiltered, a.RecordsFiltered.Load())
+		// The series sum to the job-wide counters (the report's): every
+		// batch is added to both.
+		for _, sc := range a.Series() {
+			at := seriesAttr(sc)
+			o.ObserveInt64(recIn, sc.In, at)
+			o.ObserveInt64(recOut, sc.Out, at)
+			o.ObserveInt64(recFiltered, sc.Filtered, at)
+		}
 		o.ObserveInt64(units, a.Units.Load())
 		o.ObserveInt64(bytesRead, in.bytesRead())
 		o.ObserveInt64(bytesIn, in.bytesIn())
