@@ -13,6 +13,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/internal/telemetry"
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
 // The job's phases, for the "job" readiness check.
@@ -97,7 +98,7 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 	units := counter("tracepipe.units.read", "{unit}", "Lines and whole JSON documents read.")
 	bytesRead := counter("tracepipe.bytes.read", "By", "Bytes read from the inputs (compressed files count their compressed bytes).")
 	bytesIn := counter("tracepipe.bytes.in", "By", "Bytes handed to the parsers, after decompression.")
-	dlqEntries := counter("tracepipe.dlq.entries", "{entry}", "DLQ entries durably written (synced, or acknowledged by the server), by error class.")
+	dlqEntries := counter("tracepipe.dlq.entries", "{entry}", "DLQ entries durably written (synced, or acknowledged by the server), by error class and code, failed stage, and the sinks that did not take the record (empty: none).")
 	dlqLost := counter("tracepipe.dlq.lost", "{entry}", "DLQ entries refused or not written: neither delivered nor kept. Never expected.")
 	dlqEvicted := counter("tracepipe.dlq.evicted", "{entry}", "Older DLQ entries removed to stay under the cap (overflow: drop_oldest, a Redis MAXLEN).")
 	add(recIn, recOut, recFiltered, units, bytesRead, bytesIn, dlqEntries, dlqLost, dlqEvicted)
@@ -157,7 +158,23 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 	// The attribute sets are built once, not at each scrape.
 	classAttrs := make([]metric.MeasurementOption, len(pipeline.Classes))
 	for i, c := range pipeline.Classes {
-		classAttrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("class", string(c))))
+		classAttrs[i] = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("class", string(c)), attribute.String("code", ""), attribute.String("stage", ""), attribute.String("sink", "")))
+	}
+	// The DLQ's keys' sets, built as keys appear: the DLQ bounds them
+	// (dlq.MaxEntryKeys).
+	var keyMu sync.Mutex
+	keyAttrs := map[dlq.EntryKey]metric.MeasurementOption{}
+	keyAttr := func(k dlq.EntryKey) metric.MeasurementOption {
+		keyMu.Lock()
+		defer keyMu.Unlock()
+		at, ok := keyAttrs[k]
+		if !ok {
+			at = metric.WithAttributeSet(attribute.NewSet(attribute.String("class", k.Class),
+				attribute.String("code", k.Code), attribute.String("stage", k.Stage), attribute.String("sink", k.Sink)))
+			keyAttrs[k] = at
+		}
+		return at
 	}
 	sinkAttrs := make([]metric.MeasurementOption, len(j.sinks))
 	for i, s := range j.sinks {
@@ -203,9 +220,17 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 		o.ObserveInt64(bytesIn, in.bytesIn())
 		// The report's figures, read the same way: what the DLQ wrote,
 		// and what it refused or failed.
+		// By key, which sums to Written class by class; a class with no
+		// entry yet is a zero with empty code, stage and sink, so that
+		// every class has a series from the start.
 		st := j.backend.Stats()
 		for i, c := range pipeline.Classes {
-			o.ObserveInt64(dlqEntries, st.Written[string(c)], classAttrs[i])
+			if st.Written[string(c)] == 0 {
+				o.ObserveInt64(dlqEntries, 0, classAttrs[i])
+			}
+		}
+		for k, n := range st.ByKey {
+			o.ObserveInt64(dlqEntries, n, keyAttr(k))
 		}
 		o.ObserveInt64(dlqLost, a.DLQLost.Load()+st.Failed)
 		o.ObserveInt64(dlqEvicted, st.Evicted)

@@ -21,6 +21,7 @@ import (
 	"github.com/tracepipe/tracepipe/internal/telemetry"
 	"github.com/tracepipe/tracepipe/internal/testredis"
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
 // startTelemetry serves a telemetry endpoint on a free loopback port for
@@ -234,6 +235,27 @@ windows:
 	}
 	if total != rep.DLQ["total"] {
 		t.Errorf("DLQ classes sum to %d, total %d", total, rep.DLQ["total"])
+	}
+	// By code, stage and sink: each key's series holds as many entries as
+	// the DLQ's files hold under it, and there is no other non-zero one.
+	byKey := map[dlq.EntryKey]int64{}
+	for _, e := range readDLQ(t, filepath.Join(dir, "dlq")) {
+		byKey[dlq.EntryKey{Class: e.Error.Class, Code: e.Error.Code, Stage: e.Stage, Sink: strings.Join(e.Sinks, ",")}]++
+	}
+	if len(byKey) < 2 {
+		t.Fatalf("the DLQ should hold entries of several codes (malformed lines, late records): %v", byKey)
+	}
+	for k, n := range byKey {
+		eq("tracepipe_dlq_entries_total", n, "class", k.Class, "code", k.Code, "stage", k.Stage, "sink", k.Sink)
+	}
+	nonZero := 0
+	for _, s := range m["tracepipe_dlq_entries_total"].GetMetric() {
+		if s.GetCounter().GetValue() != 0 {
+			nonZero++
+		}
+	}
+	if nonZero != len(byKey) {
+		t.Errorf("%d non-zero DLQ series, the DLQ holds %d keys: %v", nonZero, len(byKey), byKey)
 	}
 	eq("tracepipe_dlq_lost_total", rep.DLQLost)
 	eq("tracepipe_dlq_evicted_total", rep.DLQEvicted)

@@ -184,6 +184,18 @@ func TestRunServesMetricsMatchingItsReport(t *testing.T) {
 	for _, c := range pipeline.Classes {
 		eq("tracepipe_dlq_entries_total", rep.DLQ[string(c)], "class", string(c))
 	}
+	// The malformed lines' entries carry their code and stage (parse), and
+	// no sink: the series with a code sum to the class.
+	if got := sampleWith(mf, "tracepipe_dlq_entries_total", "class", "malformed", "stage", "parse", "sink", ""); got != float64(rep.DLQ["malformed"]) {
+		t.Errorf("malformed entries of stage parse: %v, the report says %d", got, rep.DLQ["malformed"])
+	}
+	for _, m := range mf["tracepipe_dlq_entries_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "code" && l.GetValue() == "" && m.GetCounter().GetValue() != 0 {
+				t.Errorf("a non-zero DLQ series without a code: %v", m)
+			}
+		}
+	}
 	eq("tracepipe_sink_records_total", rep.Sinks[0].Records, "sink", "records")
 }
 
