@@ -21,7 +21,9 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline"
 )
 
-var telemetryAddr = regexp.MustCompile(`msg="telemetry: serving[^"]*" addr=(\S+)`)
+// telemetryAddr finds the address in the start-up line, logged as JSON
+// (log.format auto, stderr not a terminal) or as text.
+var telemetryAddr = regexp.MustCompile(`"msg":"telemetry: serving[^"]*","addr":"([^"]+)"|msg="telemetry: serving[^"]*" addr=(\S+)`)
 
 // waitTelemetryAddr returns the address a process logged its endpoint on.
 func waitTelemetryAddr(t *testing.T, stderr fmt.Stringer, exited func() bool) string {
@@ -29,7 +31,7 @@ func waitTelemetryAddr(t *testing.T, stderr fmt.Stringer, exited func() bool) st
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := telemetryAddr.FindStringSubmatch(stderr.String()); m != nil {
-			return m[1]
+			return m[1] + m[2]
 		}
 		if exited() || time.Now().After(deadline) {
 			t.Fatalf("no telemetry address logged:\n%s", stderr)
