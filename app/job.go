@@ -163,7 +163,7 @@ func newJob(ctx context.Context, cfg *config.Config, log *slog.Logger, version s
 // windows' watermark back.
 func (j *job) events(ctx context.Context) pipeline.SourceEvents {
 	ev := pipeline.SourceEvents{Failed: func(ctx context.Context, f pipeline.SourceFailure) {
-		j.runner.FileFailed(ctx, f.Path, f.Code, f.Offset, f.Line, f.Err)
+		j.runner.FileFailed(ctx, f)
 	}}
 	if j.win != nil {
 		ev.OriginDone = j.win.SourceDone

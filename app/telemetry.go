@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tracepipe/tracepipe/internal/telemetry"
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
 // The job's phases, for the "job" readiness check.
@@ -90,13 +92,13 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 	var insts []metric.Observable
 	add := func(o ...metric.Observable) { insts = append(insts, o...) }
 
-	recIn := counter("tracepipe.records.in", "{record}", "Records taken in (a unit that failed as a whole, or a file that did, counts as one); job-wide.")
-	recOut := counter("tracepipe.records.out", "{record}", "Records every sink they were for took; job-wide.")
-	recFiltered := counter("tracepipe.records.filtered", "{record}", "Records dropped by configuration (filter, missing_trace_id: filter, late_policy: drop); job-wide.")
+	recIn := counter("tracepipe.records.in", "{record}", "Records taken in (a unit that failed as a whole, or a file that did, counts as one), by source and format.")
+	recOut := counter("tracepipe.records.out", "{record}", "Records every sink they were for took, by source and format.")
+	recFiltered := counter("tracepipe.records.filtered", "{record}", "Records dropped by configuration (filter, missing_trace_id: filter, late_policy: drop), by source and format.")
 	units := counter("tracepipe.units.read", "{unit}", "Lines and whole JSON documents read.")
 	bytesRead := counter("tracepipe.bytes.read", "By", "Bytes read from the inputs (compressed files count their compressed bytes).")
 	bytesIn := counter("tracepipe.bytes.in", "By", "Bytes handed to the parsers, after decompression.")
-	dlqEntries := counter("tracepipe.dlq.entries", "{entry}", "DLQ entries durably written (synced, or acknowledged by the server), by error class.")
+	dlqEntries := counter("tracepipe.dlq.entries", "{entry}", "DLQ entries durably written (synced, or acknowledged by the server), by error class and code, failed stage, and the sinks that did not take the record (empty: none).")
 	dlqLost := counter("tracepipe.dlq.lost", "{entry}", "DLQ entries refused or not written: neither delivered nor kept. Never expected.")
 	dlqEvicted := counter("tracepipe.dlq.evicted", "{entry}", "Older DLQ entries removed to stay under the cap (overflow: drop_oldest, a Redis MAXLEN).")
 	add(recIn, recOut, recFiltered, units, bytesRead, bytesIn, dlqEntries, dlqLost, dlqEvicted)
@@ -156,7 +158,23 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 	// The attribute sets are built once, not at each scrape.
 	classAttrs := make([]metric.MeasurementOption, len(pipeline.Classes))
 	for i, c := range pipeline.Classes {
-		classAttrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("class", string(c))))
+		classAttrs[i] = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("class", string(c)), attribute.String("code", ""), attribute.String("stage", ""), attribute.String("sink", "")))
+	}
+	// The DLQ's keys' sets, built as keys appear: the DLQ bounds them
+	// (dlq.MaxEntryKeys).
+	var keyMu sync.Mutex
+	keyAttrs := map[dlq.EntryKey]metric.MeasurementOption{}
+	keyAttr := func(k dlq.EntryKey) metric.MeasurementOption {
+		keyMu.Lock()
+		defer keyMu.Unlock()
+		at, ok := keyAttrs[k]
+		if !ok {
+			at = metric.WithAttributeSet(attribute.NewSet(attribute.String("class", k.Class),
+				attribute.String("code", k.Code), attribute.String("stage", k.Stage), attribute.String("sink", k.Sink)))
+			keyAttrs[k] = at
+		}
+		return at
 	}
 	sinkAttrs := make([]metric.MeasurementOption, len(j.sinks))
 	for i, s := range j.sinks {
@@ -166,20 +184,53 @@ func (j *job) observe(srv *telemetry.Server, in telemetryInputs) error {
 		return metric.WithAttributeSet(attribute.NewSet(attribute.String("policy", p)))
 	}
 	lateDLQ, lateDrop, lateUpdate, lateExpired := policy("dlq"), policy("drop"), policy("update"), policy("expired")
+	// The (source, format) pairs' sets, built as pairs appear: they are
+	// bounded (pipeline.MaxSeries). The lock is for two readers (the
+	// Prometheus scrape and an OTLP push) calling back at once.
+	type seriesKey struct {
+		source string
+		format pipeline.Format
+	}
+	var seriesMu sync.Mutex
+	seriesAttrs := map[seriesKey]metric.MeasurementOption{}
+	seriesAttr := func(sc pipeline.SeriesCount) metric.MeasurementOption {
+		seriesMu.Lock()
+		defer seriesMu.Unlock()
+		k := seriesKey{sc.Source, sc.Format}
+		at, ok := seriesAttrs[k]
+		if !ok {
+			at = metric.WithAttributeSet(attribute.NewSet(attribute.String("source", sc.Source), attribute.String("format", sc.Format.String())))
+			seriesAttrs[k] = at
+		}
+		return at
+	}
 
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		a := j.runner.Accounting()
-		o.ObserveInt64(recIn, a.RecordsIn.Load())
-		o.ObserveInt64(recOut, a.RecordsOut.Load())
-		o.ObserveInt64(recFiltered, a.RecordsFiltered.Load())
+		// The series sum to the job-wide counters (the report's): every
+		// batch is added to both.
+		for _, sc := range a.Series() {
+			at := seriesAttr(sc)
+			o.ObserveInt64(recIn, sc.In, at)
+			o.ObserveInt64(recOut, sc.Out, at)
+			o.ObserveInt64(recFiltered, sc.Filtered, at)
+		}
 		o.ObserveInt64(units, a.Units.Load())
 		o.ObserveInt64(bytesRead, in.bytesRead())
 		o.ObserveInt64(bytesIn, in.bytesIn())
 		// The report's figures, read the same way: what the DLQ wrote,
 		// and what it refused or failed.
+		// By key, which sums to Written class by class; a class with no
+		// entry yet is a zero with empty code, stage and sink, so that
+		// every class has a series from the start.
 		st := j.backend.Stats()
 		for i, c := range pipeline.Classes {
-			o.ObserveInt64(dlqEntries, st.Written[string(c)], classAttrs[i])
+			if st.Written[string(c)] == 0 {
+				o.ObserveInt64(dlqEntries, 0, classAttrs[i])
+			}
+		}
+		for k, n := range st.ByKey {
+			o.ObserveInt64(dlqEntries, n, keyAttr(k))
 		}
 		o.ObserveInt64(dlqLost, a.DLQLost.Load()+st.Failed)
 		o.ObserveInt64(dlqEvicted, st.Evicted)

@@ -64,8 +64,8 @@ windows: {metrics: []}
 		t.Fatalf("report: %+v", rep)
 	}
 	for name, want := range map[string]int64{"tracepipe.records.in": rep.RecordsIn, "tracepipe.records.out": rep.RecordsOut} {
-		if pts, _ := rc.Metric(name); len(pts) != 1 || int64(pts[0].Value) != want {
-			t.Errorf("%s pushed %v, want %d", name, pts, want)
+		if pts, _ := rc.Metric(name); len(pts) != 1 || int64(pts[0].Value) != want || pts[0].Attrs["source"] != "file" || pts[0].Attrs["format"] != "jsonl" {
+			t.Errorf("%s pushed %v, want %d with source file, format jsonl", name, pts, want)
 		}
 	}
 	hist, _ := rc.Metric("tracepipe.batch.duration")

@@ -87,7 +87,7 @@ sources:
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		m = scrape(t, srv.Addr())
-		if m.value("tracepipe_records_in_total") == total &&
+		if m.sum("tracepipe_records_in_total") == total &&
 			m.value("tracepipe_source_file_lag_bytes", "source", "logs") == 0 &&
 			m.value("tracepipe_source_kafka_lag", "source", "k", "topic", "spans", "partition", "0") == 0 &&
 			m.value("tracepipe_source_kafka_lag", "source", "k", "topic", "spans", "partition", "1") == 0 &&
@@ -97,11 +97,17 @@ sources:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("lags never settled at 0 with every record in: records in %v, file %v, kafka %v/%v, redis %v pending %v",
-				m.value("tracepipe_records_in_total"), m.value("tracepipe_source_file_lag_bytes", "source", "logs"),
+				m.sum("tracepipe_records_in_total"), m.value("tracepipe_source_file_lag_bytes", "source", "logs"),
 				m.value("tracepipe_source_kafka_lag", "partition", "0"), m.value("tracepipe_source_kafka_lag", "partition", "1"),
 				m.value("tracepipe_source_redis_lag"), m.value("tracepipe_source_redis_pending"))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The records by source: each config source's own, all JSON lines.
+	for src, want := range map[string]float64{"logs": nFile, "k": nKafka, "rs": nRedis} {
+		if got := m.sum("tracepipe_records_in_total", "source", src, "format", "jsonl"); got != want {
+			t.Errorf("tracepipe_records_in_total{source=%s,format=jsonl} = %v, want %v", src, got, want)
+		}
 	}
 	// One series per source (and per owned partition), no other.
 	for name, want := range map[string]int{"tracepipe_source_file_lag_bytes": 1, "tracepipe_source_kafka_lag": 2, "tracepipe_source_redis_lag": 1, "tracepipe_source_redis_pending": 1} {

@@ -21,6 +21,7 @@ import (
 	"github.com/tracepipe/tracepipe/internal/telemetry"
 	"github.com/tracepipe/tracepipe/internal/testredis"
 	"github.com/tracepipe/tracepipe/pipeline"
+	"github.com/tracepipe/tracepipe/pipeline/dlq"
 )
 
 // startTelemetry serves a telemetry endpoint on a free loopback port for
@@ -86,6 +87,35 @@ next:
 		}
 	}
 	return -1
+}
+
+// sum is the sum of the samples of name whose labels include labels (a
+// counter split by more attributes than the caller names); -1 when there
+// is none.
+func (m metrics) sum(name string, labels ...string) float64 {
+	f := m[name]
+	if f == nil {
+		return -1
+	}
+	total, found := 0.0, false
+next:
+	for _, s := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range s.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		found = true
+		total += s.GetCounter().GetValue() + s.GetGauge().GetValue()
+	}
+	if !found {
+		return -1
+	}
+	return total
 }
 
 // readyz returns /readyz's status code and its components.
@@ -159,7 +189,7 @@ windows:
 		default:
 		}
 		m := scrape(t, srv.Addr())
-		if n := m.value("tracepipe_records_in_total"); n >= 0 {
+		if n := m.sum("tracepipe_records_in_total"); n >= 0 {
 			if n < last {
 				t.Fatalf("records in went back from %v to %v", last, n)
 			}
@@ -179,13 +209,24 @@ windows:
 	m := scrape(t, srv.Addr())
 	eq := func(name string, want int64, labels ...string) {
 		t.Helper()
-		if got := m.value(name, labels...); got != float64(want) {
+		if got := m.sum(name, labels...); got != float64(want) {
 			t.Errorf("%s%v = %v, the report says %d", name, labels, got, want)
 		}
 	}
+	// The records are counted by source and format: a replay's files are
+	// source "file", this one's content JSON lines, and no other series
+	// exists, so it alone holds the report's counts.
 	eq("tracepipe_records_in_total", rep.RecordsIn)
 	eq("tracepipe_records_out_total", rep.RecordsOut)
 	eq("tracepipe_records_filtered_total", rep.RecordsFiltered)
+	for _, name := range []string{"tracepipe_records_in_total", "tracepipe_records_out_total", "tracepipe_records_filtered_total"} {
+		if n := len(m[name].GetMetric()); n != 1 {
+			t.Errorf("%s: %d series, want 1 (source file, format jsonl)", name, n)
+		}
+	}
+	eq("tracepipe_records_in_total", rep.RecordsIn, "source", "file", "format", "jsonl")
+	eq("tracepipe_records_out_total", rep.RecordsOut, "source", "file", "format", "jsonl")
+	eq("tracepipe_records_filtered_total", rep.RecordsFiltered, "source", "file", "format", "jsonl")
 	eq("tracepipe_units_read_total", rep.Units)
 	var total int64
 	for _, c := range pipeline.Classes {
@@ -194,6 +235,27 @@ windows:
 	}
 	if total != rep.DLQ["total"] {
 		t.Errorf("DLQ classes sum to %d, total %d", total, rep.DLQ["total"])
+	}
+	// By code, stage and sink: each key's series holds as many entries as
+	// the DLQ's files hold under it, and there is no other non-zero one.
+	byKey := map[dlq.EntryKey]int64{}
+	for _, e := range readDLQ(t, filepath.Join(dir, "dlq")) {
+		byKey[dlq.EntryKey{Class: e.Error.Class, Code: e.Error.Code, Stage: e.Stage, Sink: strings.Join(e.Sinks, ",")}]++
+	}
+	if len(byKey) < 2 {
+		t.Fatalf("the DLQ should hold entries of several codes (malformed lines, late records): %v", byKey)
+	}
+	for k, n := range byKey {
+		eq("tracepipe_dlq_entries_total", n, "class", k.Class, "code", k.Code, "stage", k.Stage, "sink", k.Sink)
+	}
+	nonZero := 0
+	for _, s := range m["tracepipe_dlq_entries_total"].GetMetric() {
+		if s.GetCounter().GetValue() != 0 {
+			nonZero++
+		}
+	}
+	if nonZero != len(byKey) {
+		t.Errorf("%d non-zero DLQ series, the DLQ holds %d keys: %v", nonZero, len(byKey), byKey)
 	}
 	eq("tracepipe_dlq_lost_total", rep.DLQLost)
 	eq("tracepipe_dlq_evicted_total", rep.DLQEvicted)

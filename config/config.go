@@ -345,7 +345,7 @@ type WindowsRedis struct {
 // Log configures the process's own structured logs (stderr).
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
-	Format string `yaml:"format"` // text | json
+	Format string `yaml:"format"` // auto (text on a terminal, else JSON) | text | json
 }
 
 // applyDefaults fills every knob the file left out.
@@ -402,7 +402,7 @@ func (c *Config) applyDefaults() {
 	c.Windows.applyDefaults()
 	c.applySourceDefaults()
 	setStr(&c.Log.Level, "info")
-	setStr(&c.Log.Format, "text")
+	setStr(&c.Log.Format, "auto")
 	c.Telemetry.applyDefaults()
 }
 
@@ -488,7 +488,7 @@ func (c *Config) Validate() error {
 	c.Windows.validate(v)
 	c.validateSources(v)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	v.oneOf("log.format", c.Log.Format, "text", "json")
+	v.oneOf("log.format", c.Log.Format, "auto", "text", "json")
 	c.Telemetry.validate(v)
 	return errors.Join(v.errs...)
 }

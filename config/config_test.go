@@ -320,3 +320,36 @@ func TestSinkNames(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLogFormatAuto: the default log format is auto (text on a terminal,
+// JSON otherwise, decided by the command), the three spellings are taken,
+// and anything else is refused, naming the key and the allowed values.
+func TestLogFormatAuto(t *testing.T) {
+	const sink = "sinks: [{type: discard}]\n"
+	cfg, err := Decode([]byte(sink), "c.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Log.Format != "auto" {
+		t.Fatalf("default log.format %q, want auto", cfg.Log.Format)
+	}
+	for _, f := range []string{"auto", "text", "json"} {
+		cfg, err := Decode([]byte(sink+"log: {format: "+f+"}\n"), "c.yaml", env(nil))
+		if err != nil || cfg.Log.Format != f {
+			t.Fatalf("log.format %s: %v %+v", f, err, cfg)
+		}
+	}
+	for _, f := range []string{"Auto", "color", `""`} {
+		_, err := Decode([]byte(sink+"log: {format: "+f+"}\n"), "c.yaml", env(nil))
+		if f == `""` {
+			// An empty value is a key left out: the default.
+			if err != nil {
+				t.Fatalf("log.format empty: %v", err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "log.format") || !strings.Contains(err.Error(), "auto, text, json") {
+			t.Fatalf("log.format %s: err = %v", f, err)
+		}
+	}
+}

@@ -46,6 +46,36 @@ type Accounting struct {
 
 	mu      sync.Mutex
 	sources map[string]*SourceCount
+	// series counts records by config source and format, for telemetry.
+	// Unlike sources (one per input path, unbounded) its keys are few: the
+	// config's sources (or a replay's "file" and "dlq") times four formats,
+	// and MaxSeries bounds it whatever they are.
+	series map[seriesKey]*SeriesCount
+}
+
+// MaxSeries bounds the distinct (source, format) pairs Accounting counts
+// apart; the pairs beyond it are counted under source OverflowSeries.
+const MaxSeries = 512
+
+// OverflowSeries is the source name of the records of the pairs beyond
+// MaxSeries.
+const OverflowSeries = "other"
+
+// Series says under which source and format a batch's records count.
+type seriesKey struct {
+	source string
+	format Format
+}
+
+// SeriesCount is the records of one (source, format) pair: Source is the
+// config source's name (a replay's inputs: "file", or "dlq"), Format the
+// inputs' resolved format.
+type SeriesCount struct {
+	Source   string
+	Format   Format
+	In       int64
+	Out      int64
+	Filtered int64
 }
 
 // SourceCount is the accounting of one source (one file).
@@ -69,7 +99,9 @@ type batchCount struct {
 	dlq                     [NumClasses]int64
 }
 
-func (a *Accounting) add(source string, c *batchCount, fileFailed bool) {
+// add counts one batch (or one failed file) of the input source, whose
+// records belong to series k.
+func (a *Accounting) add(source string, k seriesKey, c *batchCount, fileFailed bool) {
 	a.RecordsIn.Add(c.in)
 	a.RecordsOut.Add(c.out)
 	a.RecordsFiltered.Add(c.filtered)
@@ -89,7 +121,51 @@ func (a *Accounting) add(source string, c *batchCount, fileFailed bool) {
 	s.Filtered += c.filtered
 	s.DLQ += dlq + c.lost
 	s.Failed = s.Failed || fileFailed
+	// Under the lock taken anyway: the series costs a map lookup per
+	// batch, and an allocation only the first time a pair is seen.
+	sc := a.seriesOf(k)
+	sc.In += c.in
+	sc.Out += c.out
+	sc.Filtered += c.filtered
 	a.mu.Unlock()
+}
+
+// seriesOf returns the count of k, made on first use, or the overflow
+// pair's once MaxSeries pairs exist. a.mu is held.
+func (a *Accounting) seriesOf(k seriesKey) *SeriesCount {
+	if sc := a.series[k]; sc != nil {
+		return sc
+	}
+	if a.series == nil {
+		a.series = map[seriesKey]*SeriesCount{}
+	}
+	if len(a.series) >= MaxSeries {
+		k.source = OverflowSeries
+		if sc := a.series[k]; sc != nil {
+			return sc
+		}
+	}
+	sc := &SeriesCount{Source: k.source, Format: k.format}
+	a.series[k] = sc
+	return sc
+}
+
+// Series returns the records by (source, format), sorted by source then
+// format. Their sums are RecordsIn, RecordsOut and RecordsFiltered.
+func (a *Accounting) Series() []SeriesCount {
+	a.mu.Lock()
+	out := make([]SeriesCount, 0, len(a.series))
+	for _, sc := range a.series {
+		out = append(out, *sc)
+	}
+	a.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Source != out[j].Source {
+			return out[i].Source < out[j].Source
+		}
+		return out[i].Format < out[j].Format
+	})
+	return out
 }
 
 // addRewindowed counts n records of a WindowsOnly batch of source.

@@ -37,7 +37,10 @@ type DeadLetters interface {
 // SourceFailure is a source that failed as a whole.
 type SourceFailure struct {
 	Kind, Path string
-	Code       string
+	// Source is the config source's name (`pipeline run`), for telemetry;
+	// "" for a replay's files.
+	Source string
+	Code   string
 	// Offset is how far reading got, in decompressed bytes; Line the line
 	// reached (0 when unknown).
 	Offset, Line int64

@@ -194,7 +194,7 @@ func (r *Runner) finalize(ctx context.Context, b *Batch) {
 	// records counted sees the batch's duration too.
 	r.end(ctx, b, &c)
 	r.o.Accounting.Units.Add(int64(len(b.Units)))
-	r.o.Accounting.add(sourcePath(b), &c, false)
+	r.o.Accounting.add(sourcePath(b), seriesKey{sourceName(b), originFormat(b)}, &c, false)
 	r.done(b, c.lost)
 }
 
@@ -294,12 +294,19 @@ func (r *Runner) runStage(ctx context.Context, st Stage, b *Batch) {
 // FileFailed records a file that failed as a whole (could not be opened, a
 // corrupt stream): one DLQ entry of class file, which counts as one record
 // in. offset is how far reading got, in decompressed bytes.
-func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line int64, err error) {
+//
+// Its record counts under source f.Source (the config source's name), else
+// f.Kind (a replay's files: "file"), and format auto: a file that failed
+// may never have been looked at.
+func (r *Runner) FileFailed(ctx context.Context, f SourceFailure) {
+	path, code, offset, err := f.Path, f.Code, f.Offset, f.Err
 	// Rate-limited: a glob over a folder of unreadable files fails each;
 	// every one of them is in the DLQ.
 	r.log.Warn("file_failed", "file failed; the rest go on (each is in the DLQ)", "path", path, "code", code, "offset", offset, "err", CutMessage(err.Error()))
 	c := batchCount{in: 1}
-	f := SourceFailure{Kind: "file", Path: path, Code: code, Offset: offset, Line: line, Err: err}
+	if f.Kind == "" {
+		f.Kind = "file"
+	}
 	if perr := r.o.DLQ.PutSource(context.WithoutCancel(ctx), f); errors.Is(perr, ErrAlreadyInDLQ) {
 		c.already = 1
 	} else if perr != nil {
@@ -308,7 +315,11 @@ func (r *Runner) FileFailed(ctx context.Context, path, code string, offset, line
 	} else {
 		c.dlq[ClassIndex(ClassFile)] = 1
 	}
-	r.o.Accounting.add(path, &c, true)
+	series := seriesKey{f.Source, FormatAuto}
+	if series.source == "" {
+		series.source = f.Kind
+	}
+	r.o.Accounting.add(path, series, &c, true)
 }
 
 // DeadLetterOther puts an entry that stands for no input record (a window
@@ -354,6 +365,14 @@ func CutFailure(f Failure) string {
 		return f.Message[:MaxPanicMessage] + "…"
 	}
 	return f.Message
+}
+
+// originFormat is the batch's resolved format (auto when it has no origin).
+func originFormat(b *Batch) Format {
+	if b.Origin == nil {
+		return FormatAuto
+	}
+	return b.Origin.Format
 }
 
 func sourcePath(b *Batch) string {

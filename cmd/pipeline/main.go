@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"golang.org/x/term"
 )
 
 // Exit codes. Documented in the README; scripts rely on them.
@@ -185,10 +187,19 @@ func argError(fs *flag.FlagSet, err error) error {
 	return err
 }
 
+// newLogger returns the process's logger on w. Format auto is text when w
+// is a terminal (a person reads it) and JSON otherwise (a file, a pipe, a
+// container's log collector: a program reads it).
 func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: l}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -21,7 +21,9 @@ import (
 	"github.com/tracepipe/tracepipe/pipeline"
 )
 
-var telemetryAddr = regexp.MustCompile(`msg="telemetry: serving[^"]*" addr=(\S+)`)
+// telemetryAddr finds the address in the start-up line, logged as JSON
+// (log.format auto, stderr not a terminal) or as text.
+var telemetryAddr = regexp.MustCompile(`"msg":"telemetry: serving[^"]*","addr":"([^"]+)"|msg="telemetry: serving[^"]*" addr=(\S+)`)
 
 // waitTelemetryAddr returns the address a process logged its endpoint on.
 func waitTelemetryAddr(t *testing.T, stderr fmt.Stringer, exited func() bool) string {
@@ -29,7 +31,7 @@ func waitTelemetryAddr(t *testing.T, stderr fmt.Stringer, exited func() bool) st
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := telemetryAddr.FindStringSubmatch(stderr.String()); m != nil {
-			return m[1]
+			return m[1] + m[2]
 		}
 		if exited() || time.Now().After(deadline) {
 			t.Fatalf("no telemetry address logged:\n%s", stderr)
@@ -55,22 +57,39 @@ func scrapeMetrics(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	return mf
 }
 
-// sample is the value of name's sample with the given label, or -1.
+// sample is the sum of name's samples with the given label (all of them
+// with label ""), or -1 when there is none: a counter split by more
+// attributes than the label (records by source and format, DLQ entries by
+// class, code, stage and sink) sums to its total.
 func sample(mf map[string]*dto.MetricFamily, name, label, value string) float64 {
+	return sampleWith(mf, name, label, value)
+}
+
+// sampleWith is sample with any number of label=value pairs.
+func sampleWith(mf map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	sum, found := 0.0, false
+next:
 	for _, m := range mf[name].GetMetric() {
-		ok := label == ""
+		have := map[string]string{}
 		for _, l := range m.GetLabel() {
-			ok = ok || (l.GetName() == label && l.GetValue() == value)
+			have[l.GetName()] = l.GetValue()
 		}
-		if !ok {
-			continue
+		for i := 0; i+1 < len(labels); i += 2 {
+			if labels[i] != "" && have[labels[i]] != labels[i+1] {
+				continue next
+			}
 		}
+		found = true
 		if m.Counter != nil {
-			return m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue()
+		} else {
+			sum += m.GetGauge().GetValue()
 		}
-		return m.GetGauge().GetValue()
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return sum
 }
 
 // TestRunServesMetricsMatchingItsReport: a real `pipeline run` follows a
@@ -152,10 +171,32 @@ func TestRunServesMetricsMatchingItsReport(t *testing.T) {
 	eq("tracepipe_records_in_total", rep.RecordsIn, "", "")
 	eq("tracepipe_records_out_total", rep.RecordsOut, "", "")
 	eq("tracepipe_records_filtered_total", rep.RecordsFiltered, "", "")
+	// By source and format: the one config source, "logs", whose followed
+	// files are JSON lines, holds every record.
+	for _, c := range []struct {
+		name string
+		want int64
+	}{{"tracepipe_records_in_total", rep.RecordsIn}, {"tracepipe_records_out_total", rep.RecordsOut}, {"tracepipe_records_filtered_total", rep.RecordsFiltered}} {
+		if got := sampleWith(mf, c.name, "source", "logs", "format", "jsonl"); got != float64(c.want) {
+			t.Errorf("%s{source=logs,format=jsonl} = %v, the report says %d", c.name, got, c.want)
+		}
+	}
 	eq("tracepipe_bytes_read_total", rep.BytesRead, "", "")
 	eq("tracepipe_dlq_lost_total", rep.DLQLost, "", "")
 	for _, c := range pipeline.Classes {
 		eq("tracepipe_dlq_entries_total", rep.DLQ[string(c)], "class", string(c))
+	}
+	// The malformed lines' entries carry their code and stage (parse), and
+	// no sink: the series with a code sum to the class.
+	if got := sampleWith(mf, "tracepipe_dlq_entries_total", "class", "malformed", "stage", "parse", "sink", ""); got != float64(rep.DLQ["malformed"]) {
+		t.Errorf("malformed entries of stage parse: %v, the report says %d", got, rep.DLQ["malformed"])
+	}
+	for _, m := range mf["tracepipe_dlq_entries_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "code" && l.GetValue() == "" && m.GetCounter().GetValue() != 0 {
+				t.Errorf("a non-zero DLQ series without a code: %v", m)
+			}
+		}
 	}
 	eq("tracepipe_sink_records_total", rep.Sinks[0].Records, "sink", "records")
 }

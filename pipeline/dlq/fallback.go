@@ -84,6 +84,9 @@ func (f *Fallback) AddStats(st Stats) Stats {
 	for class, n := range fs.Written {
 		st.Written[class] += n
 	}
+	for k, n := range fs.ByKey {
+		st.countKey(k, n)
+	}
 	st.Total += fs.Total
 	st.Failed += fs.Failed
 	st.Evicted += fs.Evicted

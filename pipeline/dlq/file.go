@@ -217,7 +217,7 @@ func openFile(opts FileOptions, hooks fileHooks) (*File, error) {
 		stats: Stats{Written: map[string]int64{}},
 		lock:  lock,
 	}
-	f.w = writer{f: f, hooks: hooks, runID: hex.EncodeToString(run[:]), nextSeq: 1, pending: map[string]int64{}, lastSync: time.Now()}
+	f.w = writer{f: f, hooks: hooks, runID: hex.EncodeToString(run[:]), nextSeq: 1, pending: map[EntryKey]int64{}, lastSync: time.Now()}
 	for _, name := range names {
 		path := filepath.Join(o.Dir, name)
 		fi, err := os.Stat(path)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,8 +253,7 @@ func (r *Remote) Close(ctx context.Context) error {
 // Final once Close has returned.
 func (r *Remote) Stats() Stats {
 	r.statsMu.Lock()
-	st := r.stats
-	st.Written = maps.Clone(r.stats.Written)
+	st := r.stats.clone()
 	r.statsMu.Unlock()
 	return r.fb.AddStats(st)
 }
@@ -341,9 +339,8 @@ func (r *Remote) write(batch []*Entry) {
 	if len(res.Stored) > 0 {
 		r.statsMu.Lock()
 		for _, e := range res.Stored {
-			r.stats.Written[e.Error.Class]++
+			r.stats.count(keyOf(e), 1)
 		}
-		r.stats.Total += int64(len(res.Stored))
 		r.stats.Bytes += res.Bytes
 		r.statsMu.Unlock()
 		if r.isDown {

@@ -78,9 +78,9 @@ func segmentNames(dir string) ([]string, error) {
 // item is one encoded line on its way to the writer, or a sync barrier
 // (done != nil). Items are pooled: the line is valid until putItem.
 type item struct {
-	line  []byte
-	class string
-	done  chan error
+	line []byte
+	key  EntryKey // what the entry counts under in Stats
+	done chan error
 }
 
 var itemPool = sync.Pool{New: func() any { return new(item) }}
@@ -106,7 +106,7 @@ func encodeItem(e *Entry) (*item, error) {
 	line = append(line, '\n')
 	putCRC(line[:crcLen], crc32.Checksum(line[linePrefixLen:len(line)-1], castagnoli))
 	it.line = line
-	it.class = e.Error.Class
+	it.key = keyOf(e)
 	return it, nil
 }
 
@@ -115,7 +115,7 @@ func putItem(it *item) {
 	if it.done != nil || cap(it.line) > maxPooledLine {
 		return
 	}
-	it.line, it.class = it.line[:0], ""
+	it.line, it.key = it.line[:0], EntryKey{}
 	itemPool.Put(it)
 }
 

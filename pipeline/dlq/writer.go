@@ -40,8 +40,8 @@ type writer struct {
 	runID   string
 	nextSeq int
 
-	unsynced     bool             // bytes written since the last sync
-	pending      map[string]int64 // entries written since the last sync, by class
+	unsynced     bool               // bytes written since the last sync
+	pending      map[EntryKey]int64 // entries written since the last sync, by key
 	pendingN     int64
 	pendingBytes int64
 	lastSync     time.Time
@@ -111,7 +111,7 @@ func (w *writer) handle(it *item) {
 	seg.entries++
 	w.total += n
 	w.unsynced = true
-	w.pending[it.class]++
+	w.pending[it.key]++
 	w.pendingN++
 	w.pendingBytes += n
 	if time.Since(w.lastSync) >= w.f.opts.SyncEvery {
@@ -241,10 +241,9 @@ func (w *writer) sync() error {
 	if w.pendingN > 0 {
 		f := w.f
 		f.statsMu.Lock()
-		for class, n := range w.pending {
-			f.stats.Written[class] += n
+		for k, n := range w.pending {
+			f.stats.count(k, n)
 		}
-		f.stats.Total += w.pendingN
 		f.stats.Bytes += w.pendingBytes
 		f.statsMu.Unlock()
 		w.clearPending()

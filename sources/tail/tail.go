@@ -455,6 +455,6 @@ func (s *Source) failOnce(path string, k devIno, fi fileMark, code string, offse
 	}
 	s.log.Warn("file cannot be read: skipped", "path", path, "code", code, "err", err)
 	if s.o.Events.Failed != nil {
-		s.o.Events.Failed(s.ctx, pipeline.SourceFailure{Kind: "file", Path: path, Code: code, Offset: offset, Line: line, Err: err})
+		s.o.Events.Failed(s.ctx, pipeline.SourceFailure{Kind: "file", Source: s.name, Path: path, Code: code, Offset: offset, Line: line, Err: err})
 	}
 }
