@@ -315,11 +315,7 @@ func (r *Runner) FileFailed(ctx context.Context, f SourceFailure) {
 	} else {
 		c.dlq[ClassIndex(ClassFile)] = 1
 	}
-	series := seriesKey{f.Source, FormatAuto}
-	if series.source == "" {
-		series.source = f.Kind
-	}
-	r.o.Accounting.add(path, series, &c, true)
+	r.o.Accounting.add(path, seriesKey{sourceOrKind(f.Source, f.Kind), FormatAuto}, &c, true)
 }
 
 // DeadLetterOther puts an entry that stands for no input record (a window

@@ -63,13 +63,19 @@ func attrOpts(kv ...attribute.KeyValue) []metric.RecordOption {
 // sourceName is what the batch's telemetry calls its source: the config
 // source's name, else its origin's kind (a replay's files, a DLQ replay).
 func sourceName(b *Batch) string {
-	switch {
-	case b.Origin == nil:
+	if b.Origin == nil {
 		return ""
-	case b.Origin.Source != "":
-		return b.Origin.Source
 	}
-	return b.Origin.Kind
+	return sourceOrKind(b.Origin.Source, b.Origin.Kind)
+}
+
+// sourceOrKind is the name telemetry and the accounting's series give an
+// input: its config source's name, else its kind.
+func sourceOrKind(source, kind string) string {
+	if source != "" {
+		return source
+	}
+	return kind
 }
 
 // sourceAttrs returns the attributes of the batches of source, built the
